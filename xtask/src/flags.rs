@@ -1,0 +1,86 @@
+//! The command line of `cargo xtask`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Replay the ServiceAccount guide against real clusters"
+)]
+#[command(arg_required_else_help = true)]
+pub struct Xtask {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Bring one cluster up or down.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// The main job: clusters per version, every step replayed, a report written.
+    E2e(E2e),
+    /// What CI checks: fmt, clippy and the hermetic tests.
+    Ci(Ci),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderChoice {
+    /// kind where a Docker engine answers, else local.
+    Auto,
+    Kind,
+    Local,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Start a cluster; the last line of stdout is the path of its admin kubeconfig.
+    Up(ClusterUp),
+    /// Stop a cluster and remove everything it made.
+    Down(ClusterDown),
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterUp {
+    #[arg(long, value_enum, default_value = "local")]
+    pub provider: ProviderChoice,
+    /// Kubernetes minor, such as 1.29.
+    #[arg(long = "k8s")]
+    pub k8s: String,
+    /// Feature gates for this cluster: `Name=true,Other=false`.
+    #[arg(long)]
+    pub feature_gates: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterDown {
+    #[arg(long, value_enum, default_value = "local")]
+    pub provider: ProviderChoice,
+    #[arg(long = "k8s")]
+    pub k8s: String,
+}
+
+#[derive(Debug, Args)]
+pub struct E2e {
+    #[arg(long, value_enum, default_value = "auto")]
+    pub provider: ProviderChoice,
+    /// Comma-separated Kubernetes minors.
+    #[arg(long = "k8s", value_delimiter = ',', default_values_t = pins::DEFAULT_MINORS.iter().map(|m| m.to_string()).collect::<Vec<_>>())]
+    pub k8s: Vec<String>,
+    #[arg(long, default_value = "target/e2e-report")]
+    pub report_dir: PathBuf,
+    /// Leave the clusters up at the end.
+    #[arg(long)]
+    pub keep: bool,
+    /// Fail the run on drift too, not only on `fail`.
+    #[arg(long)]
+    pub strict: bool,
+    /// Feature gates, optionally for one version: `1.24:LegacyServiceAccountTokenNoAutoGeneration=false`.
+    #[arg(long)]
+    pub feature_gates: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Ci {}
