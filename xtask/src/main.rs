@@ -6,6 +6,8 @@ mod ci;
 mod cluster;
 mod e2e;
 mod flags;
+#[cfg(test)]
+mod tidy;
 
 use clap::Parser;
 use xshell::Shell;
