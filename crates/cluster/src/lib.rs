@@ -71,6 +71,40 @@ pub struct ClusterInfo {
     pub notes: Vec<String>,
 }
 
+/// A `--feature-gates` value that is not `Name=true|false[,...]`.
+#[derive(Debug, thiserror::Error)]
+#[error("bad feature gate `{entry}`: write `Name=true` or `Name=false`, comma-separated (for example LegacyServiceAccountTokenNoAutoGeneration=false)")]
+pub struct BadFeatureGate {
+    entry: String,
+}
+
+/// Parses `Name=true,Other=false`, the syntax of the components' own `--feature-gates` flag.
+pub fn parse_feature_gates(text: &str) -> Result<FeatureGates, BadFeatureGate> {
+    let mut gates = FeatureGates::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = || BadFeatureGate {
+            entry: entry.to_string(),
+        };
+        let (name, value) = entry.split_once('=').ok_or_else(bad)?;
+        let name = name.trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(bad());
+        }
+        let value = value.trim().parse::<bool>().map_err(|_| bad())?;
+        gates.insert(name.to_string(), value);
+    }
+    Ok(gates)
+}
+
+/// Renders gates back as `Name=true,Other=false` for a component flag.
+pub fn format_feature_gates(gates: &FeatureGates) -> String {
+    gates
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Reading or writing a `clusters.json` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClustersFileError {
@@ -133,6 +167,21 @@ mod tests {
         write_clusters(&path, std::slice::from_ref(&info)).unwrap();
         assert_eq!(read_clusters(&path).unwrap(), vec![info]);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn feature_gates_parse_and_render() {
+        let gates = parse_feature_gates("B=false, A=true").unwrap();
+        assert_eq!(format_feature_gates(&gates), "A=true,B=false");
+        assert!(parse_feature_gates("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_malformed_feature_gate_says_how_to_write_one() {
+        for bad in ["A", "A=yes", "=true", "A B=true"] {
+            let err = parse_feature_gates(bad).unwrap_err().to_string();
+            assert!(err.contains("Name=true"), "{bad}: {err}");
+        }
     }
 
     #[test]
