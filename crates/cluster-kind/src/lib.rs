@@ -8,6 +8,26 @@
 //!
 //! Every program (`kind`, `docker`) is found through `PATH` ([`Tools`]), which is how the tests
 //! put fake ones first.
+//!
+//! ```no_run
+//! # use std::path::Path;
+//! use cluster_kind::{run_e2e, Failure, KindSpec, RunOptions, Tools};
+//!
+//! let pin = pins::KubePin::find("1.24").unwrap();
+//! let spec = KindSpec {
+//!     pin,
+//!     feature_gates: [("LegacyServiceAccountTokenNoAutoGeneration".to_string(), false)].into(),
+//!     work_dir: "target/e2e-work".into(),
+//!     kubectl: "target/k8s/v1.24.17/kubectl".into(),
+//! };
+//! let opts = RunOptions::new(Path::new("target/e2e-report"), false);
+//! let outcome = run_e2e(&Tools::from_env(), vec![spec], &opts, |_clusters| {
+//!     // Write clusters.json, run the suites; map their failure to its exit code.
+//!     Err(Failure::suites(1, "2 steps failed"))
+//! })?;
+//! std::process::exit(outcome.exit_code());
+//! # Ok::<(), cluster_kind::Error>(())
+//! ```
 
 mod config;
 mod kind;
@@ -21,7 +41,9 @@ use std::{
 
 pub use config::{render_config, CONFIG_TEMPLATE};
 pub use kind::{cluster_name, KindCluster, KindSpec, WAIT};
-pub use lifecycle::{Cluster, Failure, Interrupt, Outcome, Phase, RunOptions};
+pub use lifecycle::{
+    Cluster, Failure, Interrupt, Outcome, Phase, RunOptions, INTERRUPTED, LOGS_DIR,
+};
 
 use cluster::ClusterInfo;
 use pins::KubePin;

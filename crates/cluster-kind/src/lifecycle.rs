@@ -74,6 +74,20 @@ pub struct RunOptions {
     pub keep: bool,
 }
 
+/// The folder of the report dir that holds the clusters' logs; `.github/workflows/e2e.yml`
+/// uploads it as its own artifact.
+pub const LOGS_DIR: &str = "cluster-logs";
+
+impl RunOptions {
+    /// Logs in `<report_dir>/cluster-logs/<cluster name>`, where the e2e workflow uploads them from.
+    pub fn new(report_dir: &Path, keep: bool) -> Self {
+        Self {
+            logs_dir: report_dir.join(LOGS_DIR),
+            keep,
+        }
+    }
+}
+
 /// The part of the run a failure happened in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {

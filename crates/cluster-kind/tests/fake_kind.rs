@@ -157,10 +157,7 @@ impl Fakes {
     }
 
     fn options(&self, keep: bool) -> RunOptions {
-        RunOptions {
-            logs_dir: self.logs(),
-            keep,
-        }
+        RunOptions::new(&self.root.path().join("report"), keep)
     }
 
     fn spec(&self, minor: &str, gates: &[(&str, bool)]) -> KindSpec {
