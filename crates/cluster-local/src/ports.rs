@@ -1,0 +1,109 @@
+//! Choosing loopback ports: free ones from the kernel, or the caller's, checked.
+//!
+//! A chosen port is free when chosen and handed to the component right after; another
+//! program could still take it in between, which the component then reports as
+//! "address already in use" and `start` turns into [`Error::PortTaken`].
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+
+use crate::{flags::Ports, Error};
+
+/// Ports the caller wants; `None` lets the kernel pick a free one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortRequest {
+    pub etcd_client: Option<u16>,
+    pub etcd_peer: Option<u16>,
+    pub apiserver: Option<u16>,
+    pub controller_manager: Option<u16>,
+}
+
+/// Resolves a request. All listeners are held until every port is known, so the kernel
+/// cannot hand out the same port twice.
+pub fn choose(request: &PortRequest) -> Result<Ports, Error> {
+    let wanted = [
+        ("etcd (client)", request.etcd_client),
+        ("etcd (peer)", request.etcd_peer),
+        ("kube-apiserver", request.apiserver),
+        ("kube-controller-manager", request.controller_manager),
+    ];
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    for (component, port) in wanted {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port.unwrap_or(0)));
+        let listener = TcpListener::bind(addr).map_err(|source| match port {
+            Some(port) => Error::PortTaken {
+                component: component.to_string(),
+                port,
+                source,
+            },
+            None => Error::NoFreePort { source },
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| Error::NoFreePort { source })?
+            .port();
+        if ports.contains(&port) {
+            return Err(Error::PortTaken {
+                component: component.to_string(),
+                port,
+                source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+            });
+        }
+        ports.push(port);
+        held.push(listener);
+    }
+    Ok(Ports {
+        etcd_client: ports[0],
+        etcd_peer: ports[1],
+        apiserver: ports[2],
+        controller_manager: ports[3],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_four_distinct_free_ports() {
+        let ports = choose(&PortRequest::default()).unwrap();
+        let mut all = [
+            ports.etcd_client,
+            ports.etcd_peer,
+            ports.apiserver,
+            ports.controller_manager,
+        ];
+        all.sort();
+        assert!(all.windows(2).all(|w| w[0] != w[1]), "{all:?}");
+        assert!(all.iter().all(|&p| p > 0));
+    }
+
+    #[test]
+    fn a_taken_port_is_a_clear_error() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let err = choose(&PortRequest {
+            apiserver: Some(port),
+            ..PortRequest::default()
+        })
+        .unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("port {port}")) && message.contains("kube-apiserver"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_explicit_free_port_is_kept() {
+        let free = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        let ports = choose(&PortRequest {
+            etcd_client: Some(port),
+            ..PortRequest::default()
+        })
+        .unwrap();
+        assert_eq!(ports.etcd_client, port);
+    }
+}
