@@ -31,7 +31,8 @@
 
 mod config;
 mod kind;
-pub mod lifecycle;
+/// The lifecycle lives in `cluster`, shared with the local provider; re-exported for callers.
+pub use cluster::lifecycle;
 
 use std::{
     ffi::OsString,

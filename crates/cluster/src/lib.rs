@@ -12,6 +12,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+pub mod lifecycle;
+
 /// Environment variable naming the `clusters.json` file the e2e suites read.
 pub const CLUSTERS_ENV: &str = "SA_REPLAY_CLUSTERS";
 

@@ -14,7 +14,7 @@ use std::{
     },
 };
 
-use cluster::ClusterInfo;
+use crate::ClusterInfo;
 
 /// The error a [`Cluster`] reports; the lifecycle only prints it.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
