@@ -24,6 +24,8 @@ pub enum Command {
     E2e(E2e),
     /// What CI checks: fmt, clippy and the hermetic tests.
     Ci(Ci),
+    /// Benchmarks: `bench cluster-up` times local clusters to ready.
+    Bench(Bench),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -40,6 +42,8 @@ pub enum ClusterCmd {
     Up(ClusterUp),
     /// Stop a cluster and remove everything it made.
     Down(ClusterDown),
+    /// Run the local provider's integration tests on real v1.24 and v1.29 clusters.
+    Test(ClusterTest),
 }
 
 #[derive(Debug, Args)]
@@ -84,3 +88,27 @@ pub struct E2e {
 
 #[derive(Debug, Args)]
 pub struct Ci {}
+
+#[derive(Debug, Args)]
+pub struct ClusterTest {}
+
+#[derive(Debug, Args)]
+pub struct Bench {
+    #[arg(value_enum)]
+    pub target: BenchTarget,
+    /// Comma-separated Kubernetes minors.
+    #[arg(long = "k8s", value_delimiter = ',', default_values_t = pins::DEFAULT_MINORS.iter().map(|m| m.to_string()).collect::<Vec<_>>())]
+    pub k8s: Vec<String>,
+    /// Clusters started per version.
+    #[arg(long, default_value_t = 3)]
+    pub runs: u32,
+    /// Also time a build of the binaries with an empty Go build cache (many minutes).
+    #[arg(long)]
+    pub cold_build: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchTarget {
+    /// Time from `LocalCluster::start` to a ready cluster, from cached binaries.
+    ClusterUp,
+}

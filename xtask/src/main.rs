@@ -2,6 +2,7 @@
 //!
 //! One module per task; each flags struct has `fn run(self, sh: &Shell) -> anyhow::Result<()>`.
 
+mod bench;
 mod ci;
 mod cluster;
 mod e2e;
@@ -20,6 +21,7 @@ fn main() -> anyhow::Result<()> {
         flags::Command::Cluster(cmd) => cmd.run(&sh),
         flags::Command::E2e(cmd) => cmd.run(&sh),
         flags::Command::Ci(cmd) => cmd.run(&sh),
+        flags::Command::Bench(cmd) => cmd.run(&sh),
     }
 }
 

@@ -27,14 +27,6 @@ pub enum Error {
         /// What failed.
         detail: String,
     },
-    /// A `--feature-gates` value is not `Name=true|false,...`.
-    #[error("bad feature gates `{text}`: `{item}` is not `Name=true` or `Name=false`")]
-    BadFeatureGates {
-        /// The whole value.
-        text: String,
-        /// The item that does not parse.
-        item: String,
-    },
     /// A port asked for explicitly is in use (or was taken before the component bound it).
     #[error(
         "port {port} for {component} is already in use on 127.0.0.1: free it or choose another"

@@ -12,7 +12,7 @@ use std::{
 
 use cluster::FeatureGates;
 
-use crate::{pki::files, Error};
+use crate::pki::files;
 
 /// The service range. kubeadm's default, virtual (no route or interface is ever made for it
 /// without a node and kube-proxy), so it cannot collide with the host's networks.
@@ -83,37 +83,10 @@ fn path(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// `--feature-gates=A=true,B=false`, sorted by name; `None` without gates.
+/// `--feature-gates=A=true,B=false`, sorted by name; `None` without gates. Parsing the
+/// user's text is `cluster::parse_feature_gates`, shared with the kind provider.
 pub fn feature_gates_flag(gates: &FeatureGates) -> Option<String> {
-    if gates.is_empty() {
-        return None;
-    }
-    let list: Vec<String> = gates.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    Some(format!("--feature-gates={}", list.join(",")))
-}
-
-/// Parses `Name=true,Other=false` (spaces allowed around items) into gates.
-pub fn parse_feature_gates(text: &str) -> Result<FeatureGates, Error> {
-    let mut gates = FeatureGates::new();
-    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let bad = || Error::BadFeatureGates {
-            text: text.to_string(),
-            item: item.to_string(),
-        };
-        let (name, value) = item.split_once('=').ok_or_else(bad)?;
-        let (name, value) = (name.trim(), value.trim());
-        let valid_name = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric());
-        if !valid_name {
-            return Err(bad());
-        }
-        let value = match value.to_ascii_lowercase().as_str() {
-            "true" => true,
-            "false" => false,
-            _ => return Err(bad()),
-        };
-        gates.insert(name.to_string(), value);
-    }
-    Ok(gates)
+    (!gates.is_empty()).then(|| format!("--feature-gates={}", cluster::format_feature_gates(gates)))
 }
 
 /// etcd: one member, plain HTTP on loopback (as local-up-cluster.sh runs it), its own data dir.
@@ -284,22 +257,6 @@ mod tests {
         assert!(!args.iter().any(|a| a.starts_with("--feature-gates")));
         assert!(!args.iter().any(|a| a.starts_with("--controllers")));
         assert_loopback_only(&args);
-    }
-
-    #[test]
-    fn parses_feature_gates() {
-        let gates =
-            parse_feature_gates("LegacyServiceAccountTokenNoAutoGeneration=false, A=TRUE").unwrap();
-        assert_eq!(gates, self::gates());
-        assert!(parse_feature_gates("").unwrap().is_empty());
-    }
-
-    #[test]
-    fn rejects_malformed_feature_gates_naming_the_item() {
-        for bad in ["A", "A=yes", "=true", "A-B=true", "A=true,B"] {
-            let err = parse_feature_gates(bad).unwrap_err().to_string();
-            assert!(err.contains("Name=true"), "{bad}: {err}");
-        }
     }
 
     #[test]

@@ -36,7 +36,7 @@ use pins::KubePin;
 use serde::{Deserialize, Serialize};
 
 pub use error::Error;
-pub use flags::{parse_feature_gates, Layout, Ports};
+pub use flags::{Layout, Ports};
 pub use ports::PortRequest;
 pub use process::Lifetime;
 

@@ -1,0 +1,110 @@
+//! `cargo xtask bench cluster-up`: how long a local cluster takes to be ready, per version,
+//! from cached binaries; with `--cold-build`, also how long building the binaries takes with
+//! an empty Go build cache (a throwaway GOCACHE, so the shared one is left warm).
+//!
+//! A benchmark, not a test: it prints numbers and asserts nothing about them.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use cluster_local::{LocalCluster, LocalSpec};
+use k8s_binaries::{Binary, BuildSpec};
+use pins::KubePin;
+use xshell::Shell;
+
+use crate::flags::{Bench, BenchTarget};
+
+impl Bench {
+    pub fn run(self, _sh: &Shell) -> anyhow::Result<()> {
+        match self.target {
+            BenchTarget::ClusterUp => {}
+        }
+        let pins = self
+            .k8s
+            .iter()
+            .map(|m| KubePin::find(m))
+            .collect::<Result<Vec<_>, _>>()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let mut rows = Vec::new();
+        for pin in pins {
+            let cold = if self.cold_build {
+                Some(cold_build(pin)?)
+            } else {
+                None
+            };
+            // Warm the binaries (and etcd) outside the measured runs.
+            cluster_local::ensure_binaries(pin, &k8s_binaries::cache_root(), |l| eprintln!("{l}"))?;
+            let mut ready = Vec::new();
+            let mut stop = Vec::new();
+            for run in 1..=self.runs {
+                let mut spec = LocalSpec::new(pin);
+                spec.progress = |_| {};
+                let started = Instant::now();
+                let cluster = runtime
+                    .block_on(LocalCluster::start(spec))
+                    .with_context(|| format!("run {run} of local {}", pin.version))?;
+                ready.push(started.elapsed());
+                let stopping = Instant::now();
+                cluster.stop();
+                stop.push(stopping.elapsed());
+                eprintln!(
+                    "{} run {run}: ready in {:.1}s, stopped in {:.1}s",
+                    pin.version,
+                    ready.last().unwrap().as_secs_f64(),
+                    stop.last().unwrap().as_secs_f64()
+                );
+            }
+            rows.push((pin.version, cold, ready, stop));
+        }
+
+        println!("| version | cold build (empty GOCACHE) | time to ready (min / median / max) | stop (median) |");
+        println!("|---|---|---|---|");
+        for (version, cold, ready, stop) in rows {
+            let cold = cold
+                .map(|d| format!("{:.0}s", d.as_secs_f64()))
+                .unwrap_or_else(|| "not measured (--cold-build)".into());
+            println!(
+                "| {version} | {cold} | {} | {:.1}s |",
+                spread(&ready),
+                median(&stop).as_secs_f64()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Builds the control plane into a throwaway cache with a throwaway GOCACHE (the module
+/// cache stays: it holds downloads, not compilation).
+fn cold_build(pin: &'static KubePin) -> anyhow::Result<Duration> {
+    let scratch = tempfile::tempdir()?;
+    let spec = BuildSpec {
+        cache_root: scratch.path().join("cache"),
+        ..BuildSpec::new(pin, Binary::CONTROL_PLANE)
+    };
+    // Set before any thread of ours runs Go; only the child processes read it.
+    std::env::set_var("GOCACHE", scratch.path().join("gocache"));
+    let started = Instant::now();
+    let built = k8s_binaries::ensure(&spec, &mut |p| eprintln!("[{} cold] {p}", pin.version));
+    std::env::remove_var("GOCACHE");
+    built?;
+    Ok(started.elapsed())
+}
+
+fn median(values: &[Duration]) -> Duration {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+}
+
+fn spread(values: &[Duration]) -> String {
+    let min = values.iter().min().copied().unwrap_or_default();
+    let max = values.iter().max().copied().unwrap_or_default();
+    format!(
+        "{:.1}s / {:.1}s / {:.1}s",
+        min.as_secs_f64(),
+        median(values).as_secs_f64(),
+        max.as_secs_f64()
+    )
+}
