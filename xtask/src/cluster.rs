@@ -5,8 +5,6 @@
 //! admin kubeconfig path as the last line of stdout. `down` stops it from that record.
 //! `test` runs the ignored integration tests of `cluster-local` on real clusters.
 
-use std::path::PathBuf;
-
 use anyhow::{bail, Context};
 use cluster_local::{LocalCluster, LocalSpec, Record, Stopped};
 use pins::KubePin;
@@ -22,14 +20,6 @@ impl ClusterCmd {
             ClusterCmd::Test(test) => test.run(sh),
         }
     }
-}
-
-/// Where a detached local cluster keeps its state: one folder per minor, so both versions
-/// can be up at once and `down` finds them without being told more.
-pub fn local_state_dir(pin: &KubePin) -> PathBuf {
-    k8s_binaries::cache_root()
-        .join("clusters")
-        .join(format!("local-{}", pin.minor))
 }
 
 /// `cluster up/down` only drive the local provider; kind clusters belong to the e2e run.
@@ -49,7 +39,7 @@ impl ClusterUp {
         local_only(self.provider)?;
         let pin = KubePin::find(&self.k8s)?;
         let gates = cluster::parse_feature_gates(self.feature_gates.as_deref().unwrap_or(""))?;
-        let state_dir = local_state_dir(pin);
+        let state_dir = cluster_local::detached_state_dir(pin);
 
         // Up while up is an error rather than a silent reuse: the running cluster may have
         // other feature gates than the ones asked for now.
@@ -104,7 +94,7 @@ impl ClusterDown {
     pub fn run(self, _sh: &Shell) -> anyhow::Result<()> {
         local_only(self.provider)?;
         let pin = KubePin::find(&self.k8s)?;
-        let state_dir = local_state_dir(pin);
+        let state_dir = cluster_local::detached_state_dir(pin);
         match cluster_local::stop_recorded(&state_dir)? {
             Stopped::NothingThere => eprintln!("local {} was not up", pin.version),
             Stopped::Stopped(components) if components.is_empty() => eprintln!(

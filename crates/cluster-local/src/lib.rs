@@ -16,6 +16,7 @@ pub mod kubeconfig;
 pub mod pki;
 pub mod ports;
 pub mod process;
+mod provider;
 
 use std::{
     collections::BTreeMap,
@@ -39,6 +40,7 @@ pub use error::Error;
 pub use flags::{Layout, Ports};
 pub use ports::PortRequest;
 pub use process::Lifetime;
+pub use provider::LocalProvider;
 
 /// How long teardown waits after SIGTERM before SIGKILL.
 const GRACE: Duration = Duration::from_secs(5);
@@ -74,6 +76,9 @@ pub struct LocalSpec {
     pub export_logs_to: Option<PathBuf>,
     /// Where progress lines go; stderr by default.
     pub progress: fn(&str),
+    /// Install a Ctrl-C/SIGTERM handler that tears the clusters down (when the process has
+    /// none yet). Off for callers with their own, such as `cluster::lifecycle`.
+    pub signal_handler: bool,
 }
 
 fn print_progress(line: &str) {
@@ -94,6 +99,7 @@ impl LocalSpec {
             ready_timeout: Duration::from_secs(120),
             export_logs_to: None,
             progress: print_progress,
+            signal_handler: true,
         }
     }
 
@@ -101,6 +107,14 @@ impl LocalSpec {
     pub fn name(&self) -> String {
         format!("local-{}", self.pin.minor)
     }
+}
+
+/// Where a detached cluster of this minor keeps its state: `$SA_REPLAY_CACHE/clusters/local-1.29`.
+/// One folder per minor, so both versions can be up at once and `cluster down` finds them.
+pub fn detached_state_dir(pin: &KubePin) -> PathBuf {
+    k8s_binaries::cache_root()
+        .join("clusters")
+        .join(format!("local-{}", pin.minor))
 }
 
 /// Provides the control-plane binaries for a pin (building them on first use) and etcd.
@@ -346,7 +360,9 @@ impl LocalCluster {
         let layout = Layout::new(&root);
         fs::create_dir_all(layout.logs()).map_err(Error::io(layout.logs()))?;
 
-        install_signal_handler(progress);
+        if spec.signal_handler {
+            install_signal_handler(progress);
+        }
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         registry().insert(

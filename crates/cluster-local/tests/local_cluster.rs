@@ -277,3 +277,36 @@ async fn a_component_that_dies_at_start_is_reported_with_its_log_and_cleaned_up(
     assert!(err.to_string().contains("exit code 1"), "{err}");
     assert!(!state_dir.exists(), "state dir left behind");
 }
+
+/// The path `cargo xtask e2e --provider local` takes: the shared lifecycle creates the cluster,
+/// hands its info to the suites, exports its logs and deletes it.
+#[test]
+#[ignore = "needs built Kubernetes binaries: run cargo xtask cluster test"]
+fn the_lifecycle_runs_suites_exports_logs_and_deletes() {
+    use cluster::lifecycle::{run_with, RunOptions};
+    let report = tempfile::tempdir().unwrap();
+    let opts = RunOptions::new(report.path(), false);
+    let provider = cluster_local::LocalProvider::new(pin("1.29"), BTreeMap::new(), false);
+    let mut seen = Vec::new();
+    let outcome = run_with(
+        vec![provider],
+        &opts,
+        |_| {},
+        |infos| {
+            seen = infos.to_vec();
+            Ok(())
+        },
+    );
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].kubernetes, "v1.29.2");
+    let logs = opts.logs_dir.join("local-1.29");
+    for log in [
+        "etcd.log",
+        "kube-apiserver.log",
+        "kube-controller-manager.log",
+    ] {
+        assert!(logs.join(log).is_file(), "{log} not exported");
+    }
+    assert!(!seen[0].kubeconfig.exists(), "state dir left behind");
+}
