@@ -27,7 +27,8 @@ pub enum Error {
         /// What failed.
         detail: String,
     },
-    /// A port asked for explicitly is in use (or was taken before the component bound it).
+    /// A port asked for explicitly is in use, or another program took a chosen one before
+    /// the component could bind it (then `source` holds the component's log tail).
     #[error(
         "port {port} for {component} is already in use on 127.0.0.1: free it or choose another"
     )]

@@ -135,7 +135,7 @@ pub fn apiserver_args(layout: &Layout, ports: &Ports, gates: &FeatureGates) -> V
         format!("--service-account-issuer={SA_ISSUER}"),
         format!("--service-account-key-file={}", pki(files::SA_PUB)),
         format!("--service-account-signing-key-file={}", pki(files::SA_KEY)),
-        // The guide's curl needs nothing more than the token; profiling is off as on kubeadm.
+        // As kubeadm sets it: /debug/pprof is not part of what the guide exercises.
         "--profiling=false".into(),
     ];
     args.extend(feature_gates_flag(gates));

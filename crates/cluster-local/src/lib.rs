@@ -200,9 +200,12 @@ impl Record {
             .iter()
             .filter(|p| process::state(p.pid) == process::State::Running)
             .filter(|p| {
-                let exe = process::executable(p.pid);
                 let program = fs::canonicalize(&p.program).unwrap_or(p.program.clone());
-                exe.as_deref() == Some(program.as_path())
+                // A binary replaced while running reads as `<path> (deleted)`.
+                let deleted = format!("{} (deleted)", program.display());
+                process::executable(p.pid).is_some_and(|exe| {
+                    exe == program || exe.as_os_str() == std::ffi::OsStr::new(&deleted)
+                })
             })
             .collect()
     }
@@ -293,7 +296,7 @@ fn install_signal_handler(progress: fn(&str)) {
         });
         if installed.is_err() {
             progress(
-                "cluster-local: the program has its own Ctrl-C handler; it should call \
+                "cluster-local: Ctrl-C is already handled (or ignored) in this process; its handler should call \
                  cluster_local::cleanup_all() so state dirs are removed on Ctrl-C",
             );
         }
@@ -395,8 +398,14 @@ impl LocalCluster {
             record: &mut record,
         };
         let etcd = starter.launch("etcd", &binaries.etcd, flags::etcd_args(&layout, &ports))?;
-        let etcd_ready = wait_etcd(ports.etcd_client, etcd, &layout, spec.ready_timeout).await;
-        etcd_ready?;
+        wait_etcd(
+            ports.etcd_client,
+            etcd,
+            &layout,
+            spec.pin,
+            spec.ready_timeout,
+        )
+        .await?;
         progress(&format!(
             "{tag} etcd ready on 127.0.0.1:{}",
             ports.etcd_client
@@ -572,14 +581,38 @@ impl Drop for LocalCluster {
     }
 }
 
+/// The prefix of temp state dirs: `sa-replay-local-<minor>-<owner pid>-<n>`.
+const TEMP_PREFIX: &str = "sa-replay-local-";
+
 fn fresh_temp_dir(pin: &KubePin) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    sweep_orphaned_temp_dirs(&std::env::temp_dir());
     std::env::temp_dir().join(format!(
-        "sa-replay-local-{}-{}-{}",
+        "{TEMP_PREFIX}{}-{}-{}",
         pin.minor,
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ))
+}
+
+/// Removes temp state dirs whose owner process is gone: only a SIGKILL (which no handler
+/// sees) leaves one, and its components died with it (PDEATHSIG), so the next start tidies.
+fn sweep_orphaned_temp_dirs(temp: &Path) {
+    let Ok(entries) = fs::read_dir(temp) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let owner = name
+            .strip_prefix(TEMP_PREFIX)
+            .and_then(|rest| rest.split('-').nth(1))
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = owner {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
 }
 
 /// Spawns components and records their pids as soon as they exist.
@@ -629,11 +662,27 @@ fn exited(component: &str, how: Option<String>, layout: &Layout, pin: &KubePin) 
             tail: process::log_tail(&layout.log(component), 5),
         };
     }
+    if let Some(port) = port_in_use(&tail) {
+        return Error::PortTaken {
+            component: component.to_string(),
+            port,
+            source: std::io::Error::other(tail),
+        };
+    }
     Error::ComponentExited {
         component: component.to_string(),
         how: how.unwrap_or_else(|| "exited".into()),
         tail,
     }
+}
+
+/// The port of a `listen tcp 127.0.0.1:PORT: bind: address already in use` line: another
+/// program took a chosen port between our check and the component's bind.
+pub fn port_in_use(log: &str) -> Option<u16> {
+    let line = log.lines().find(|l| l.contains("address already in use"))?;
+    let after = &line[line.find("127.0.0.1:")? + "127.0.0.1:".len()..];
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// `unrecognized feature gate: Foo` (component-base's featuregate.Set) -> `Foo`.
@@ -667,11 +716,15 @@ fn not_ready(component: &str, what: &str, waited: Duration, layout: &Layout) -> 
 }
 
 /// etcd answers `{"health":"true"}` on `/health` of its client URL.
-async fn wait_etcd(port: u16, pid: u32, layout: &Layout, limit: Duration) -> Result<(), Error> {
+async fn wait_etcd(
+    port: u16,
+    pid: u32,
+    layout: &Layout,
+    pin: &KubePin,
+    limit: Duration,
+) -> Result<(), Error> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let started = Instant::now();
-    // The pin only matters for feature-gate errors, which etcd has none of.
-    let pin = &pins::KUBERNETES[0];
     loop {
         check_alive(&[("etcd", pid)], layout, pin)?;
         if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
@@ -789,6 +842,15 @@ mod tests {
     }
 
     #[test]
+    fn finds_the_port_another_program_took() {
+        let log = "E1203 run.go:74] \"command failed\" err=\"failed to create listener: failed \
+                   to listen on 127.0.0.1:41487: listen tcp 127.0.0.1:41487: bind: address \
+                   already in use\"";
+        assert_eq!(port_in_use(log), Some(41487));
+        assert_eq!(port_in_use("listening on 127.0.0.1:1"), None);
+    }
+
+    #[test]
     fn a_non_empty_state_dir_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("cluster.json"), "{}").unwrap();
@@ -808,6 +870,23 @@ mod tests {
             .unwrap();
         let err = rt.block_on(LocalCluster::start(spec)).unwrap_err();
         assert!(matches!(err, Error::StateDirInUse { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn sweeps_only_temp_dirs_whose_owner_is_gone() {
+        let temp = tempfile::tempdir().unwrap();
+        // pid_max on Linux is at most 2^22, so this pid cannot exist.
+        let orphan = temp.path().join("sa-replay-local-1.29-99999999-0");
+        let ours = temp
+            .path()
+            .join(format!("sa-replay-local-1.29-{}-0", std::process::id()));
+        let unrelated = temp.path().join("something-else-1-2");
+        for dir in [&orphan, &ours, &unrelated] {
+            fs::create_dir(dir).unwrap();
+        }
+        sweep_orphaned_temp_dirs(temp.path());
+        assert!(!orphan.exists());
+        assert!(ours.exists() && unrelated.exists());
     }
 
     #[test]
