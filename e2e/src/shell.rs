@@ -102,6 +102,11 @@ impl Place {
     }
 }
 
+/// An optional exit code or HTTP status as a reader expects it: `403`, or `none`.
+pub fn shown<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "none".to_string(), |v| v.to_string())
+}
+
 /// A curl of the page's kind, with `-w` appending the HTTP status on a last line.
 pub struct Curl {
     pub exit: Option<i32>,

@@ -7,6 +7,7 @@ mod ci;
 mod cluster;
 mod e2e;
 mod flags;
+mod providers;
 #[cfg(test)]
 mod tidy;
 

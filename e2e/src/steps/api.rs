@@ -8,7 +8,7 @@ use super::{Outcome, Replay};
 use crate::{
     expect,
     jwt::Token,
-    shell::{Curl, Place},
+    shell::{shown, Curl, Place},
     text,
 };
 
@@ -61,8 +61,8 @@ pub async fn no_ca(r: &mut Replay) -> anyhow::Result<Outcome> {
     Ok(Outcome::seen(
         place.vantage(),
         format!(
-            "curl exit {:?}: {} ({})",
-            curl.exit,
+            "curl exit {}: {} ({})",
+            shown(curl.exit),
             first_line(&curl.body),
             place.describe(&r.t)
         ),
@@ -89,12 +89,12 @@ pub async fn export_syntax(r: &mut Replay) -> anyhow::Result<Outcome> {
     Ok(Outcome::seen(
         place.vantage(),
         format!(
-            "as printed, sh exits {:?}: {}; written `export CURL_CA_BUNDLE={dir}/ca.crt`, the next curl \
-             trusts the API server (exit {:?}, HTTP {:?})",
-            as_printed.code,
+            "as printed, sh exits {}: {}; written `export CURL_CA_BUNDLE={dir}/ca.crt`, the next curl \
+             trusts the API server (exit {}, HTTP {})",
+            shown(as_printed.code),
             first_line(&as_printed.shown()),
-            fixed_curl.exit,
-            fixed_curl.status
+            shown(fixed_curl.exit),
+            shown(fixed_curl.status)
         ),
     )
     .truth(!worked, "POSIX sh rejects `export NAME = VALUE`")
@@ -144,7 +144,7 @@ pub async fn token_no_rbac(r: &mut Replay) -> anyhow::Result<Outcome> {
     let message = curl.status_message().unwrap_or_default();
     let names_account = message.contains("\"system:serviceaccount:default:sa-example\"");
     let page_wording = message.contains("cannot get path");
-    Ok(Outcome::seen(place.vantage(), format!("HTTP {:?}: {message}", curl.status))
+    Ok(Outcome::seen(place.vantage(), format!("HTTP {}: {message}", shown(curl.status)))
         .truth(curl.status == Some(403), "403 Forbidden: the token authenticates but RBAC grants nothing")
         .truth(names_account, "the message names system:serviceaccount:default:sa-example")
         .claim(
@@ -165,7 +165,7 @@ pub async fn anonymous_denied(r: &mut Replay) -> anyhow::Result<Outcome> {
     let message = curl.status_message().unwrap_or_default();
     Ok(Outcome::seen(
         place.vantage(),
-        format!("no token: HTTP {:?}: {message}", curl.status),
+        format!("no token: HTTP {}: {message}", shown(curl.status)),
     )
     .truth(
         matches!(curl.status, Some(401 | 403)),
@@ -206,8 +206,8 @@ pub async fn token_rbac(r: &mut Replay) -> anyhow::Result<Outcome> {
     Ok(Outcome::seen(
         place.vantage(),
         format!(
-            "after Role pod-reader (list pods) bound to sa-example: HTTP {:?}, kind {}",
-            curl.status,
+            "after Role pod-reader (list pods) bound to sa-example: HTTP {}, kind {}",
+            shown(curl.status),
             kind.as_deref().unwrap_or("?")
         ),
     )

@@ -17,7 +17,7 @@ use super::{Outcome, Replay};
 use crate::{
     expect,
     jwt::Token,
-    shell::{Curl, Place},
+    shell::{shown, Curl, Place},
     target::Target,
 };
 
@@ -75,8 +75,8 @@ pub async fn legacy_no_exp(r: &mut Replay) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::seen(
         Vantage::Host,
         format!(
-            "claims: iss `{issuer}`, exp present: {has_exp}; still accepted: HTTP {:?}",
-            curl.status
+            "claims: iss `{issuer}`, exp present: {has_exp}; still accepted: HTTP {}",
+            shown(curl.status)
         ),
     )
     .truth(!has_exp, "a Secret-based token has no exp claim")
@@ -171,9 +171,9 @@ pub async fn bound_pod_deleted(r: &mut Replay) -> anyhow::Result<Outcome> {
     Ok(Outcome::seen(
         vantage,
         format!(
-            "the pod's token: HTTP {:?} while sa-pod exists; after it is deleted, HTTP {:?} (within {} s)",
-            before.status,
-            after.status,
+            "the pod's token: HTTP {} while sa-pod exists; after it is deleted, HTTP {} (within {} s)",
+            shown(before.status),
+            shown(after.status),
             waited.as_secs()
         ),
     )
@@ -189,8 +189,8 @@ pub async fn legacy_secret_deleted(r: &mut Replay) -> anyhow::Result<Outcome> {
     Ok(Outcome::seen(
         Vantage::Host,
         format!(
-            "after `sa-example-token` is deleted: HTTP {:?} (within {} s)",
-            after.status,
+            "after `sa-example-token` is deleted: HTTP {} (within {} s)",
+            shown(after.status),
             waited.as_secs()
         ),
     )

@@ -1,0 +1,66 @@
+//! The two ways to get clusters, behind one lifecycle: kind (Docker) and local processes.
+
+use std::{collections::BTreeMap, path::Path};
+
+use anyhow::Context;
+use cluster::lifecycle::{Failure, Outcome, RunOptions};
+use cluster::{ClusterInfo, FeatureGates};
+use cluster_kind::{KindSpec, Tools};
+use cluster_local::LocalProvider;
+use k8s_binaries::{Binary, BuildSpec};
+use pins::KubePin;
+
+/// kind clusters, one per pin, with kubectl built at each cluster's version.
+pub fn run_kind(
+    pins: &[&'static KubePin],
+    gates: &BTreeMap<&'static str, FeatureGates>,
+    report_dir: &Path,
+    opts: &RunOptions,
+    suites: impl FnOnce(&[ClusterInfo]) -> Result<(), Failure>,
+) -> anyhow::Result<Outcome> {
+    let tools = Tools::from_env();
+    // Preflight before building kubectl: a missing Docker should not cost a build.
+    cluster_kind::preflight(&tools, pins)?;
+    let mut specs = Vec::new();
+    for &pin in pins {
+        specs.push(KindSpec {
+            pin,
+            feature_gates: gates.get(pin.minor).cloned().unwrap_or_default(),
+            work_dir: crate::e2e::work_dir(report_dir),
+            kubectl: kubectl_for(pin)?,
+        });
+    }
+    Ok(cluster_kind::run_e2e(&tools, specs, opts, suites)?)
+}
+
+/// kubectl at the cluster's version, so the page's commands print what that release prints.
+fn kubectl_for(pin: &'static KubePin) -> anyhow::Result<std::path::PathBuf> {
+    let spec = BuildSpec::new(pin, &[Binary::Kubectl]);
+    let built = k8s_binaries::ensure(&spec, &mut |p| eprintln!("[{}] {p}", pin.version))
+        .with_context(|| format!("building kubectl {} (needs Go; see README)", pin.version))?;
+    Ok(built.path(Binary::Kubectl).to_path_buf())
+}
+
+/// Local clusters, one per pin: binaries built (or found cached) for every version first, so
+/// a build failure starts nothing.
+pub fn run_local(
+    pins: &[&'static KubePin],
+    gates: &BTreeMap<&'static str, FeatureGates>,
+    _report_dir: &Path,
+    opts: &RunOptions,
+    suites: impl FnOnce(&[ClusterInfo]) -> Result<(), Failure>,
+) -> anyhow::Result<Outcome> {
+    let cache = k8s_binaries::cache_root();
+    for &pin in pins {
+        cluster_local::ensure_binaries(pin, &cache, |line| eprintln!("{line}"))
+            .with_context(|| format!("getting the {} binaries", pin.version))?;
+    }
+    let clusters = pins.iter().map(|&pin| {
+        LocalProvider::new(
+            pin,
+            gates.get(pin.minor).cloned().unwrap_or_default(),
+            opts.keep,
+        )
+    });
+    Ok(cluster::lifecycle::run(clusters, opts, suites))
+}
