@@ -24,7 +24,9 @@ pub fn secret_manifest() -> &'static str {
     MANIFEST.get_or_init(|| {
         let start = "kubectl apply -f - <<EOF\n";
         let body = after(PAGE, start).expect("the page has the Secret heredoc");
-        let end = body.find("\n    EOF").expect("the Secret heredoc ends with EOF");
+        let end = body
+            .find("\n    EOF")
+            .expect("the Secret heredoc ends with EOF");
         dedent(&body[..end])
     })
 }
@@ -35,7 +37,9 @@ pub fn pod_manifest() -> &'static str {
     MANIFEST.get_or_init(|| {
         let body = after(PAGE, "The file content is as follows:\n\n")
             .expect("the page introduces sa-pod.yaml");
-        let end = body.find("\n\n").expect("sa-pod.yaml ends with a blank line");
+        let end = body
+            .find("\n\n")
+            .expect("sa-pod.yaml ends with a blank line");
         dedent(&body[..end])
     })
 }
@@ -69,7 +73,10 @@ mod tests {
     fn the_secret_manifest_is_cut_out_as_printed() {
         let m = secret_manifest();
         assert!(m.starts_with("apiVersion: v1 \nkind: Secret \n"), "{m:?}");
-        assert!(m.ends_with("type: kubernetes.io/service-account-token \n"), "{m:?}");
+        assert!(
+            m.ends_with("type: kubernetes.io/service-account-token \n"),
+            "{m:?}"
+        );
     }
 
     #[test]
@@ -77,9 +84,15 @@ mod tests {
         let secret: k8s_openapi::api::core::v1::Secret =
             serde_yaml::from_str(secret_manifest()).unwrap();
         assert_eq!(secret.metadata.name.as_deref(), Some("sa-example-token"));
-        assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/service-account-token"));
+        assert_eq!(
+            secret.type_.as_deref(),
+            Some("kubernetes.io/service-account-token")
+        );
         let annotations = secret.metadata.annotations.unwrap();
-        assert_eq!(annotations["kubernetes.io/service-account.name"], "sa-example");
+        assert_eq!(
+            annotations["kubernetes.io/service-account.name"],
+            "sa-example"
+        );
     }
 
     #[test]
@@ -89,7 +102,10 @@ mod tests {
         assert_eq!(spec.service_account_name.as_deref(), Some("sa-example"));
         assert_eq!(spec.containers[0].image.as_deref(), Some("nginx:latest"));
         let mount = &spec.containers[0].volume_mounts.as_ref().unwrap()[0];
-        assert_eq!((mount.mount_path.as_str(), mount.read_only), ("/etc/secret-volume", Some(true)));
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.read_only),
+            ("/etc/secret-volume", Some(true))
+        );
         assert_eq!(spec.image_pull_secrets.unwrap()[0].name, "default-secret");
     }
 
@@ -100,7 +116,12 @@ mod tests {
 
     #[test]
     fn printed_commands_are_on_the_page() {
-        for text in [PAGE_EXPORT_LINE, PAGE_API_URL, PAGE_TOKEN_PREFIX, PAGE_FORBIDDEN_WORDING] {
+        for text in [
+            PAGE_EXPORT_LINE,
+            PAGE_API_URL,
+            PAGE_TOKEN_PREFIX,
+            PAGE_FORBIDDEN_WORDING,
+        ] {
             assert!(PAGE.contains(text), "not on the page: {text}");
         }
     }

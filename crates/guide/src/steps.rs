@@ -28,7 +28,14 @@ const fn entry(
     replayed: &'static str,
     doc_claim: &'static str,
 ) -> Step {
-    Step { id, section, replayed, doc_claim, in_pod: false, needs_node: false }
+    Step {
+        id,
+        section,
+        replayed,
+        doc_claim,
+        in_pod: false,
+        needs_node: false,
+    }
 }
 
 const fn in_pod(mut s: Step) -> Step {
@@ -93,7 +100,10 @@ pub const STEPS: &[Step] = &[
 
 /// The step with this id; panics on an id that is not in the catalogue (a programming error).
 pub fn step(id: &str) -> &'static Step {
-    STEPS.iter().find(|s| s.id == id).unwrap_or_else(|| panic!("no step `{id}` in the catalogue"))
+    STEPS
+        .iter()
+        .find(|s| s.id == id)
+        .unwrap_or_else(|| panic!("no step `{id}` in the catalogue"))
 }
 
 #[cfg(test)]
@@ -122,10 +132,16 @@ mod tests {
         let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
         for (ours, theirs) in [
             (include_str!("../page/STEPS.md"), "STEPS.md"),
-            (include_str!("../page/service-accounts.txt"), "seed/000_5b887fa51097ccb3.txt"),
+            (
+                include_str!("../page/service-accounts.txt"),
+                "seed/000_5b887fa51097ccb3.txt",
+            ),
         ] {
             match std::fs::read_to_string(shared.join(theirs)) {
-                Ok(text) => assert_eq!(ours, text, "crates/guide/page is stale against shared/{theirs}"),
+                Ok(text) => assert_eq!(
+                    ours, text,
+                    "crates/guide/page is stale against shared/{theirs}"
+                ),
                 Err(_) => eprintln!("shared/{theirs} not beside the repo: copy not compared"),
             }
         }
