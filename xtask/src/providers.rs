@@ -50,6 +50,7 @@ pub fn run_local(
     opts: &RunOptions,
     suites: impl FnOnce(&[ClusterInfo]) -> Result<(), Failure>,
 ) -> anyhow::Result<Outcome> {
+    ensure_curl()?;
     let cache = k8s_binaries::cache_root();
     for &pin in pins {
         cluster_local::ensure_binaries(pin, &cache, |line| eprintln!("{line}"))
@@ -63,4 +64,33 @@ pub fn run_local(
         )
     });
     Ok(cluster::lifecycle::run(clusters, opts, suites))
+}
+
+/// Without a node the page's in-pod curl lines run on this host, so it needs curl. A fresh
+/// machine gets it from Debian's package (no daemon comes with it); elsewhere the error says
+/// what to install.
+fn ensure_curl() -> anyhow::Result<()> {
+    let answers = |program: &str| {
+        std::process::Command::new(program)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if answers("curl") {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        answers("apt-get"),
+        "curl is missing: install it (the page's in-pod requests are replayed with it from this host)"
+    );
+    eprintln!("e2e: curl is missing; installing Debian's curl package");
+    let sh = xshell::Shell::new()?;
+    xshell::cmd!(sh, "apt-get update -qq").run()?;
+    xshell::cmd!(sh, "apt-get install -y -qq curl")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()
+        .context("installing curl with apt-get (run as root, or install curl yourself)")?;
+    Ok(())
 }
