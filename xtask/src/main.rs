@@ -14,7 +14,18 @@ mod tidy;
 use clap::Parser;
 use xshell::Shell;
 
-fn main() -> anyhow::Result<()> {
+/// Errors end the process with their chain of causes, not a backtrace: they are for users.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let flags = flags::Xtask::parse();
     let sh = Shell::new()?;
     sh.change_dir(project_root());
