@@ -104,6 +104,13 @@ disabled_plugins = [
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
+  # The sandbox's oom_score_adj is -998, which needs CAP_SYS_RESOURCE; this machine's root
+  # lacks it, and runc init then dies ("can't get final child's PID from pipe: EOF").
+  # Restricted, no container gets a lower score than containerd's own.
+  restrict_oom_score_adj = true
+  # Pods' network namespaces are pinned under our state dir, not /var/run/netns: they are
+  # ours alone (`ip netns` never lists them) and teardown's unmount covers them.
+  netns_mounts_under_state_dir = true
   # No systemd here, and cgroups v1: the kubelet must use --cgroup-driver=cgroupfs too.
   systemd_cgroup = false
 
@@ -209,6 +216,8 @@ mod tests {
         assert!(toml.contains(r#"root = "/tmp/run \"1\"/containerd/root""#));
         assert!(toml.contains(r#"sandbox_image = "docker.io/sa-replay/pause:abc""#));
         assert!(toml.contains("SystemdCgroup = false"));
+        assert!(toml.contains("restrict_oom_score_adj = true"));
+        assert!(toml.contains("netns_mounts_under_state_dir = true"));
         assert!(toml.contains(r#"snapshotter = "overlayfs""#));
         assert!(toml.contains(r#"bin_dir = "/usr/lib/cni""#));
         assert!(toml.contains(r#"conf_dir = "/tmp/run \"1\"/cni/net.d""#));
