@@ -43,13 +43,15 @@ pub fn assert_step(minor: &str, id: &str) {
         .iter()
         .find(|s| s.id == id)
         .unwrap_or_else(|| panic!("{id} missing from the run"));
+    // Rows hold only shortened tokens already; redact again before anything is printed.
+    let (observed, reason) = (report::redact(&row.observed), report::redact(&row.reason));
     match row.status {
         Status::Fail => panic!(
-            "{id} on {}: observed {}\n{}\nsource: {}",
-            run.kubernetes, row.observed, row.reason, row.source
+            "{id} on {}: observed {observed}\n{reason}\nsource: {}",
+            run.kubernetes, row.source
         ),
-        Status::Skip => eprintln!("SKIP {id} on {}: {}", run.kubernetes, row.reason),
-        Status::Drift => eprintln!("DRIFT {id} on {}: {}", run.kubernetes, row.reason),
+        Status::Skip => eprintln!("SKIP {id} on {}: {reason}", run.kubernetes),
+        Status::Drift => eprintln!("DRIFT {id} on {}: {reason}", run.kubernetes),
         Status::Holds => {}
     }
 }
