@@ -60,6 +60,12 @@ fn replay_on(minor: &str) -> anyhow::Result<Run> {
     let file = std::env::var_os(CLUSTERS_ENV).map(PathBuf::from).with_context(|| {
         format!("{CLUSTERS_ENV} is not set: these tests replay on clusters started by `cargo xtask e2e`")
     })?;
+    anyhow::ensure!(
+        file.is_absolute() || file.exists(),
+        "{CLUSTERS_ENV}={} is not found from {}: cargo runs tests in the e2e folder, so give an absolute path",
+        file.display(),
+        std::env::current_dir().unwrap_or_default().display()
+    );
     let clusters = cluster::read_clusters(&file)?;
     let info = clusters
         .iter()
