@@ -124,6 +124,39 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
+    /// The node's runtime (containerd, registry, CNI bridge, images) did not start.
+    #[error("cannot start the node's container runtime (node-local)")]
+    Node {
+        #[source]
+        source: node_local::Error,
+    },
+    /// Another run of this project has a node on this host: kube-proxy's iptables chains and
+    /// the kubelet's `/var/log/pods` are host-wide, so there is one node per host at a time.
+    #[error(
+        "process {owner_pid} already runs a local node (state in {}); wait for it, stop it,          or start this cluster without a node",
+        state_dir.display()
+    )]
+    NodeBusy {
+        /// The run that has it.
+        owner_pid: u32,
+        /// Its state dir.
+        state_dir: PathBuf,
+    },
+    /// The host has kube-proxy or CNI chains that no run of ours made: a kube-proxy of
+    /// another cluster would fight ours over them.
+    #[error(
+        "this host already has Kubernetes iptables chains that no sa-replay run made ({});          start the cluster without a node, or remove them (iptables-save | grep KUBE-) if          they are stale",
+        chains.join(", ")
+    )]
+    ForeignChains {
+        /// `iptables-save: KUBE-SERVICES`, ….
+        chains: Vec<String>,
+    },
+    /// A node's containerd dies with this process, so such a cluster cannot be detached.
+    #[error(
+        "a cluster with a node cannot be started detachable (its container runtime stops with          this process): use Lifetime::Owned"
+    )]
+    NodeNotDetachable,
     /// `detach` was called on a cluster whose processes die with this process.
     #[error("this cluster was started with Lifetime::Owned; start it with Lifetime::Detachable to detach it")]
     NotDetachable,

@@ -109,20 +109,55 @@ pub fn etcd_args(layout: &Layout, ports: &Ports) -> Vec<String> {
     ]
 }
 
+/// The address kube-apiserver listens on and that kubeconfigs name: loopback without a
+/// node; with one, the node's bridge gateway, the only address pods can reach it on.
+pub fn apiserver_host(node_ip: Option<Ipv4Addr>) -> String {
+    node_ip.map_or_else(|| LOOPBACK.to_string(), |ip| ip.to_string())
+}
+
 /// kube-apiserver. Defaults kept on purpose: the admission plugins enabled by default include
 /// `ServiceAccount` (pods get the projected `kube-api-access-*` volume, KEP-1205), and
 /// `--service-account-lookup` is true.
-pub fn apiserver_args(layout: &Layout, ports: &Ports, gates: &FeatureGates) -> Vec<String> {
+///
+/// `node_ip`: the node's bridge gateway when the cluster has a node. The API server then
+/// binds and advertises it, so the `kubernetes` Service gets valid Endpoints (the default
+/// `lease` reconciler writes them) and kube-proxy can route 10.96.0.1:443 to it; and it
+/// reaches the kubelet there with its own client certificate, verifying the kubelet's.
+pub fn apiserver_args(
+    layout: &Layout,
+    ports: &Ports,
+    gates: &FeatureGates,
+    node_ip: Option<Ipv4Addr>,
+) -> Vec<String> {
     let pki = |f: &str| path(&layout.pki_file(f));
+    let host = apiserver_host(node_ip);
     let mut args = vec![
-        format!("--bind-address={LOOPBACK}"),
+        format!("--bind-address={host}"),
         format!("--secure-port={}", ports.apiserver),
+        format!("--advertise-address={host}"),
+    ];
+    match node_ip {
         // Loopback, and no endpoint reconciler: the `kubernetes` Service is still created
         // (by the bootstrap controller), but its Endpoints would have to name a loopback
         // address, which Endpoints validation rejects; `none` keeps the log clean and the
         // apiserver from picking a host interface instead.
-        format!("--advertise-address={LOOPBACK}"),
-        "--endpoint-reconciler-type=none".into(),
+        None => args.push("--endpoint-reconciler-type=none".into()),
+        Some(_) => args.extend([
+            format!(
+                "--kubelet-client-certificate={}",
+                pki(files::APISERVER_KUBELET_CLIENT_CRT)
+            ),
+            format!(
+                "--kubelet-client-key={}",
+                pki(files::APISERVER_KUBELET_CLIENT_KEY)
+            ),
+            format!("--kubelet-certificate-authority={}", pki(files::CA_CRT)),
+            // The Node's Hostname address (`sa-replay-node`) resolves nowhere; the default
+            // order tries it first.
+            "--kubelet-preferred-address-types=InternalIP".into(),
+        ]),
+    }
+    args.extend([
         format!("--etcd-servers=http://{LOOPBACK}:{}", ports.etcd_client),
         format!("--cert-dir={}", path(&layout.pki())),
         format!("--tls-cert-file={}", pki(files::APISERVER_CRT)),
@@ -137,7 +172,7 @@ pub fn apiserver_args(layout: &Layout, ports: &Ports, gates: &FeatureGates) -> V
         format!("--service-account-signing-key-file={}", pki(files::SA_KEY)),
         // As kubeadm sets it: /debug/pprof is not part of what the guide exercises.
         "--profiling=false".into(),
-    ];
+    ]);
     args.extend(feature_gates_flag(gates));
     args
 }
@@ -220,7 +255,7 @@ mod tests {
 
     #[test]
     fn apiserver_runs_rbac_and_signs_service_account_tokens() {
-        let args = apiserver_args(&Layout::new("/s"), &ports(), &gates());
+        let args = apiserver_args(&Layout::new("/s"), &ports(), &gates(), None);
         for want in [
             "--authorization-mode=Node,RBAC",
             "--secure-port=40003",
@@ -239,6 +274,28 @@ mod tests {
             .iter()
             .any(|a| a.starts_with("--disable-admission-plugins")));
         assert_loopback_only(&args);
+    }
+
+    #[test]
+    fn with_a_node_the_apiserver_serves_on_the_gateway_and_reaches_the_kubelet() {
+        let gateway = Ipv4Addr::new(10, 244, 3, 1);
+        let args = apiserver_args(&Layout::new("/s"), &ports(), &gates(), Some(gateway));
+        for want in [
+            "--bind-address=10.244.3.1",
+            "--advertise-address=10.244.3.1",
+            "--etcd-servers=http://127.0.0.1:40001",
+            "--kubelet-client-certificate=/s/pki/apiserver-kubelet-client.crt",
+            "--kubelet-client-key=/s/pki/apiserver-kubelet-client.key",
+            "--kubelet-certificate-authority=/s/pki/ca.crt",
+            "--kubelet-preferred-address-types=InternalIP",
+        ] {
+            assert!(args.contains(&want.to_string()), "{want} missing: {args:?}");
+        }
+        // The lease reconciler (the default) keeps the `kubernetes` Endpoints.
+        assert!(!args
+            .iter()
+            .any(|a| a.starts_with("--endpoint-reconciler-type")));
+        assert!(!args.iter().any(|a| a.contains("0.0.0.0")));
     }
 
     #[test]

@@ -8,11 +8,18 @@
 //! failed start. A [`Lifetime::Detachable`] cluster can be [`LocalCluster::detach`]ed and
 //! stopped later from its record with [`stop_recorded`] (`cargo xtask cluster down`).
 //!
-//! There is no node: `ClusterInfo::has_node` is false, pods are accepted but never run.
+//! By default there is no node: `ClusterInfo::has_node` is false, pods are accepted but
+//! never run. With [`LocalSpec::node`] set, the cluster also gets kube-scheduler, a kubelet
+//! (node `sa-replay-node`) and kube-proxy (iptables), over `node-local`'s containerd, bridge
+//! and locally built images; kube-apiserver then listens on the bridge's gateway instead of
+//! 127.0.0.1, so pods reach it through the `kubernetes` Service. Such a cluster needs root,
+//! is one per host at a time, and cannot be detached.
 
 mod error;
 pub mod flags;
+pub mod host;
 pub mod kubeconfig;
+pub mod node;
 pub mod pki;
 pub mod ports;
 pub mod process;
@@ -32,12 +39,13 @@ use std::{
 
 use cluster::{ClusterInfo, FeatureGates, Provider};
 use k8s_binaries::{etcd::Etcd, Binaries, Binary, BuildSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Node, ServiceAccount};
 use pins::KubePin;
 use serde::{Deserialize, Serialize};
 
 pub use error::Error;
 pub use flags::{Layout, Ports};
+pub use node::{NodeBinaries, NodePorts, NodeSpec, NODE_NAME};
 pub use ports::PortRequest;
 pub use process::Lifetime;
 pub use provider::LocalProvider;
@@ -79,6 +87,9 @@ pub struct LocalSpec {
     /// Install a Ctrl-C/SIGTERM handler that tears the clusters down (when the process has
     /// none yet). Off for callers with their own, such as `cluster::lifecycle`.
     pub signal_handler: bool,
+    /// A node (kube-scheduler, kubelet, kube-proxy, containerd) so pods run. `None`, the
+    /// default: control plane only. Needs root and [`Lifetime::Owned`].
+    pub node: Option<NodeSpec>,
 }
 
 fn print_progress(line: &str) {
@@ -100,6 +111,7 @@ impl LocalSpec {
             export_logs_to: None,
             progress: print_progress,
             signal_handler: true,
+            node: None,
         }
     }
 
@@ -150,6 +162,33 @@ pub fn ensure_binaries(
     ))
 }
 
+/// Provides kube-scheduler, the kubelet and kube-proxy for a pin, building them on first use.
+pub fn ensure_node_binaries(
+    pin: &'static KubePin,
+    cache_root: &Path,
+    progress: fn(&str),
+) -> Result<NodeBinaries, Error> {
+    let spec = BuildSpec {
+        cache_root: cache_root.to_path_buf(),
+        ..BuildSpec::new(
+            pin,
+            &[Binary::KubeScheduler, Binary::Kubelet, Binary::KubeProxy],
+        )
+    };
+    let built: Binaries =
+        k8s_binaries::ensure(&spec, &mut |p| progress(&format!("[{}] {p}", pin.version))).map_err(
+            |source| Error::Binaries {
+                version: pin.version.to_string(),
+                source: Box::new(source),
+            },
+        )?;
+    Ok(NodeBinaries {
+        kube_scheduler: built.path(Binary::KubeScheduler).to_path_buf(),
+        kubelet: built.path(Binary::Kubelet).to_path_buf(),
+        kube_proxy: built.path(Binary::KubeProxy).to_path_buf(),
+    })
+}
+
 /// One started component, as recorded for `cluster down`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordedProcess {
@@ -166,6 +205,9 @@ pub struct Record {
     pub processes: Vec<RecordedProcess>,
     /// Set once the cluster is ready.
     pub info: Option<ClusterInfo>,
+    /// The node's ports, when it has one.
+    #[serde(default)]
+    pub node_ports: Option<NodePorts>,
 }
 
 impl Record {
@@ -240,30 +282,59 @@ pub fn stop_recorded(state_dir: &Path) -> Result<Stopped, Error> {
 
 /// What must happen to a cluster however it ends: kept in a process-wide registry so the
 /// Ctrl-C handler can reach clusters owned by any thread.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Teardown {
     /// Start order; stopped in reverse.
     pids: Vec<u32>,
     layout: Layout,
     export_logs_to: Option<PathBuf>,
+    /// The node's containerd, registry, bridge and cgroups (node-local tears them down).
+    node: Option<node_local::NodeRuntime>,
+    /// The host state the node changed, put back last.
+    host: Option<host::HostClaim>,
 }
 
 impl Teardown {
+    /// Order matters: the kubelet and kube-proxy go first (with the control plane), so
+    /// nothing restarts pods or re-creates chains; then the runtime (pods, containerd,
+    /// mounts, bridge); then the host's chains, tunables and log folders.
     fn run(self) {
         let pids: Vec<u32> = self.pids.iter().rev().copied().collect();
         process::terminate(&pids, GRACE);
+        let mut problems = Vec::new();
+        if let Some(node) = self.node {
+            problems.extend(node.stop());
+        }
+        if let Some(claim) = self.host {
+            problems.extend(claim.release());
+        }
+        for problem in problems {
+            eprintln!("cluster-local teardown: {problem}");
+        }
         if let Some(dest) = &self.export_logs_to {
-            let _ = copy_dir(&self.layout.logs(), dest);
+            let _ = copy_logs(&self.layout, dest);
         }
         let _ = fs::remove_dir_all(&self.layout.root);
     }
+}
+
+/// Copies the components' logs, and the node runtime's when there is one.
+fn copy_logs(layout: &Layout, to: &Path) -> std::io::Result<()> {
+    copy_dir(&layout.logs(), to)?;
+    let runtime_logs = node::NodeLayout::new(layout).runtime_logs();
+    if runtime_logs.is_dir() {
+        copy_dir(&runtime_logs, to)?;
+    }
+    Ok(())
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     fs::create_dir_all(to)?;
     for entry in fs::read_dir(from)? {
         let entry = entry?;
-        fs::copy(entry.path(), to.join(entry.file_name()))?;
+        if entry.file_type()?.is_file() {
+            fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
     }
     Ok(())
 }
@@ -337,6 +408,9 @@ impl LocalCluster {
         let started = Instant::now();
         let progress = spec.progress;
         let tag = format!("[{}]", spec.name());
+        if spec.node.is_some() && spec.lifetime == Lifetime::Detachable {
+            return Err(Error::NodeNotDetachable);
+        }
 
         let (binaries, etcd_note) = match spec.binaries.clone() {
             Some(b) => (b, "etcd given by the caller".to_string()),
@@ -347,6 +421,29 @@ impl LocalCluster {
                     .expect("the binaries task does not panic")?
             }
         };
+        let node_binaries = match &spec.node {
+            None => None,
+            Some(NodeSpec {
+                binaries: Some(b), ..
+            }) => Some(b.clone()),
+            Some(NodeSpec { binaries: None }) => {
+                let (pin, cache, progress) = (spec.pin, spec.cache_root.clone(), spec.progress);
+                Some(
+                    tokio::task::spawn_blocking(move || {
+                        ensure_node_binaries(pin, &cache, progress)
+                    })
+                    .await
+                    .expect("the binaries task does not panic")?,
+                )
+            }
+        };
+        if spec.node.is_some() {
+            // A SIGKILLed run's node first: its mounts live in its state dir, which the
+            // temp-dir sweep below would otherwise try to delete under them.
+            for problem in node_local::cleanup_leftovers() {
+                progress(&format!("{tag} cleanup of an earlier node: {problem}"));
+            }
+        }
 
         let root = match &spec.state_dir {
             Some(dir) => {
@@ -374,6 +471,8 @@ impl LocalCluster {
                 pids: vec![],
                 layout: layout.clone(),
                 export_logs_to: spec.export_logs_to.clone(),
+                node: None,
+                host: None,
             },
         );
         let mut guard = StartGuard { id, armed: true };
@@ -384,12 +483,26 @@ impl LocalCluster {
             ports,
             processes: vec![],
             info: None,
+            node_ports: None,
         };
         record.store()?;
 
-        // RSA generation takes seconds in debug builds: overlap it with etcd's start.
+        // RSA generation takes seconds in debug builds: overlap it with etcd's start (and
+        // the node runtime's).
         let sa_key = std::thread::spawn(pki::generate_sa_key);
         let service_ip = IpAddr::V4(flags::SERVICE_IP);
+
+        // The node's network comes first: the API server binds its gateway.
+        let mut node_notes = Vec::new();
+        let node_net = match &spec.node {
+            None => None,
+            Some(_) => {
+                let (net, notes) = start_node_runtime(id, &spec, &layout, &tag).await?;
+                node_notes = notes;
+                Some(net)
+            }
+        };
+        let node_ip = node_net.as_ref().map(|n| n.gateway);
 
         let mut starter = Starter {
             id,
@@ -414,9 +527,17 @@ impl LocalCluster {
         let sa = sa_key.join().map_err(|_| Error::Pki {
             detail: "the key generation thread panicked".into(),
         })??;
-        let pki = pki::generate(service_ip, sa)?;
+        let identity = node_ip.map(|ip| pki::NodeIdentity {
+            name: NODE_NAME.to_string(),
+            ip: IpAddr::V4(ip),
+        });
+        let pki = pki::generate_for(service_ip, sa, identity.as_ref())?;
         pki.write(&layout.pki())?;
-        let server = format!("https://127.0.0.1:{}", ports.apiserver);
+        let server = format!(
+            "https://{}:{}",
+            flags::apiserver_host(node_ip),
+            ports.apiserver
+        );
         let name = spec.name();
         kubeconfig::write(
             &layout.admin_kubeconfig(),
@@ -438,11 +559,36 @@ impl LocalCluster {
                 &pki.controller_manager,
             ),
         )?;
+        if let Some(node_pki) = &pki.node {
+            let node_layout = node::NodeLayout::new(&layout);
+            for (path, user, cert) in [
+                (
+                    node_layout.scheduler_kubeconfig(),
+                    "system:kube-scheduler".to_string(),
+                    &node_pki.scheduler,
+                ),
+                (
+                    node_layout.kubelet_kubeconfig(),
+                    format!("system:node:{NODE_NAME}"),
+                    &node_pki.kubelet_client,
+                ),
+                (
+                    node_layout.kube_proxy_kubeconfig(),
+                    "system:kube-proxy".to_string(),
+                    &node_pki.kube_proxy,
+                ),
+            ] {
+                kubeconfig::write(
+                    &path,
+                    &kubeconfig::render(&name, &server, &pki.ca.cert_pem, &user, cert),
+                )?;
+            }
+        }
 
         let apiserver = starter.launch(
             "kube-apiserver",
             &binaries.kube_apiserver,
-            flags::apiserver_args(&layout, &ports, &spec.feature_gates),
+            flags::apiserver_args(&layout, &ports, &spec.feature_gates, node_ip),
         )?;
         let client = client(&layout.admin_kubeconfig()).await?;
         let watched = [("etcd", etcd), ("kube-apiserver", apiserver)];
@@ -462,8 +608,107 @@ impl LocalCluster {
             ("kube-apiserver", apiserver),
             ("kube-controller-manager", controller_manager),
         ];
-        wait_default_service_account(client, &watched, &layout, spec.pin, spec.ready_timeout)
+        let accounts: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), "default");
+        wait_object(
+            accounts,
+            "default",
+            |sa: Option<&ServiceAccount>| sa.is_some(),
+            &watched,
+            (
+                "kube-controller-manager",
+                "ServiceAccount default/default to be created",
+            ),
+            &layout,
+            spec.pin,
+            spec.ready_timeout,
+        )
+        .await?;
+
+        if let (Some(net), Some(node_binaries)) = (&node_net, &node_binaries) {
+            let node_ports = ports::choose_node()?;
+            record.node_ports = Some(node_ports);
+            record.store()?;
+            let node_layout = node::NodeLayout::new(&layout);
+            host::create_cgroup_root(&net.cgroup_root)?;
+            let resolv = node_layout.resolv_conf();
+            fs::write(&resolv, "").map_err(Error::io(&resolv))?;
+            let config = node_layout.kubelet_config();
+            let text =
+                node::kubelet_config(spec.pin, &layout, &node_ports, net, &spec.feature_gates);
+            fs::write(&config, text).map_err(Error::io(&config))?;
+            let mut starter = Starter {
+                id,
+                spec: &spec,
+                layout: &layout,
+                record: &mut record,
+            };
+            let scheduler = starter.launch(
+                "kube-scheduler",
+                &node_binaries.kube_scheduler,
+                node::scheduler_args(&layout, &node_ports, &spec.feature_gates),
+            )?;
+            let kubelet = starter.launch(
+                "kubelet",
+                &node_binaries.kubelet,
+                node::kubelet_args(spec.pin, &layout, net),
+            )?;
+            let kube_proxy = starter.launch(
+                "kube-proxy",
+                &node_binaries.kube_proxy,
+                node::kube_proxy_args(spec.pin, &layout, &node_ports, net, &spec.feature_gates),
+            )?;
+            let watched = [
+                ("etcd", etcd),
+                ("kube-apiserver", apiserver),
+                ("kube-controller-manager", controller_manager),
+                ("kube-scheduler", scheduler),
+                ("kubelet", kubelet),
+                ("kube-proxy", kube_proxy),
+            ];
+            let nodes: kube::Api<Node> = kube::Api::all(client.clone());
+            wait_object(
+                nodes,
+                NODE_NAME,
+                |node: Option<&Node>| node.is_some_and(node_ready),
+                &watched,
+                ("kubelet", "Node sa-replay-node to be Ready"),
+                &layout,
+                spec.pin,
+                spec.ready_timeout,
+            )
             .await?;
+            wait_service_rules(&watched, &layout, spec.pin, spec.ready_timeout).await?;
+            progress(&format!(
+                "{tag} node {NODE_NAME} Ready on {} (pods {}); kube-proxy routes {}:443",
+                net.gateway,
+                net.pod_cidr,
+                flags::SERVICE_IP
+            ));
+        }
+
+        let mut notes = vec![
+            if node_net.is_some() {
+                format!(
+                    "local provider: kube-apiserver, kube-controller-manager, kube-scheduler, \
+                     kubelet and kube-proxy {} built from source, {etcd_note}; one node \
+                     ({NODE_NAME}) whose container runtime is containerd with runc from \
+                     Debian's packages, images built locally (see below)",
+                    spec.pin.version
+                )
+            } else {
+                format!(
+                    "local provider: kube-apiserver and kube-controller-manager {} built from \
+                     source, {etcd_note}; control plane only (no node, no scheduler)",
+                    spec.pin.version
+                )
+            },
+            format!(
+                "service CIDR {}, ServiceAccount issuer {}",
+                flags::SERVICE_CIDR,
+                flags::SA_ISSUER
+            ),
+        ];
+        notes.extend(node_notes);
 
         let info = ClusterInfo {
             provider: Provider::Local,
@@ -472,19 +717,8 @@ impl LocalCluster {
             kubeconfig: layout.admin_kubeconfig(),
             kubectl: binaries.kubectl.clone(),
             feature_gates: spec.feature_gates.clone(),
-            has_node: false,
-            notes: vec![
-                format!(
-                    "local provider: kube-apiserver and kube-controller-manager {} built from \
-                     source, {etcd_note}; control plane only (no node, no scheduler)",
-                    spec.pin.version
-                ),
-                format!(
-                    "service CIDR {}, ServiceAccount issuer {}",
-                    flags::SERVICE_CIDR,
-                    flags::SA_ISSUER
-                ),
-            ],
+            has_node: node_net.is_some(),
+            notes,
         };
         record.info = Some(info.clone());
         record.store()?;
@@ -784,20 +1018,25 @@ async fn wait_readyz(
     }
 }
 
-/// Waits for the serviceaccount controller to create `default` in `default`: the sign that
-/// kube-controller-manager runs and can write.
-async fn wait_default_service_account(
-    client: kube::Client,
+/// Waits until `condition` holds for the object `name` (kube-rs `await_condition`), failing
+/// early with the first watched component that exits. `waiting_on`: the component to blame
+/// and what was waited for.
+#[allow(clippy::too_many_arguments)]
+async fn wait_object<K>(
+    api: kube::Api<K>,
+    name: &str,
+    condition: impl kube::runtime::wait::Condition<K>,
     watched: &[(&str, u32)],
+    waiting_on: (&str, &str),
     layout: &Layout,
     pin: &KubePin,
     limit: Duration,
-) -> Result<(), Error> {
-    let api: kube::Api<ServiceAccount> = kube::Api::namespaced(client, "default");
-    let exists =
-        kube::runtime::wait::await_condition(api, "default", |sa: Option<&ServiceAccount>| {
-            sa.is_some()
-        });
+) -> Result<(), Error>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let (component, what) = waiting_on;
+    let exists = kube::runtime::wait::await_condition(api, name, condition);
     let watch_processes = async {
         loop {
             if let Err(e) = check_alive(watched, layout, pin) {
@@ -809,10 +1048,10 @@ async fn wait_default_service_account(
     let waited = tokio::time::timeout(limit, async {
         tokio::select! {
             result = exists => result.map(|_| ()).map_err(|e| Error::NotReady {
-                component: "kube-controller-manager".into(),
-                what: format!("watching ServiceAccount default/default: {e}"),
+                component: component.into(),
+                what: format!("watching for {what}: {e}"),
                 waited: limit,
-                tail: process::log_tail(&layout.log("kube-controller-manager"), 20),
+                tail: process::log_tail(&layout.log(component), 20),
             }),
             error = watch_processes => Err(error),
         }
@@ -820,13 +1059,103 @@ async fn wait_default_service_account(
     .await;
     match waited {
         Ok(result) => result,
-        Err(_) => Err(not_ready(
-            "kube-controller-manager",
-            "ServiceAccount default/default to be created",
-            limit,
-            layout,
-        )),
+        Err(_) => Err(not_ready(component, what, limit, layout)),
     }
+}
+
+/// The Node's `Ready` condition is `True`.
+fn node_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+}
+
+/// Waits until kube-proxy has written the `kubernetes` Service's rule (its ClusterIP in
+/// `KUBE-SERVICES`): from then on a pod's request to 10.96.0.1:443 reaches the API server.
+/// Its healthz says little here: v1.24's answers 200 before the first sync.
+async fn wait_service_rules(
+    watched: &[(&str, u32)],
+    layout: &Layout,
+    pin: &KubePin,
+    limit: Duration,
+) -> Result<(), Error> {
+    let started = Instant::now();
+    let want = format!("-d {}/32", flags::SERVICE_IP);
+    loop {
+        check_alive(watched, layout, pin)?;
+        let out = tokio::process::Command::new("iptables")
+            .args(["-w", "-t", "nat", "-S", "KUBE-SERVICES"])
+            .output()
+            .await;
+        if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&want)) {
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            return Err(not_ready(
+                "kube-proxy",
+                "the rule for the kubernetes Service in iptables' nat KUBE-SERVICES",
+                limit,
+                layout,
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Claims the host for a node and starts node-local's runtime in `<state>/node`; both are
+/// handed to the cluster's teardown at once, so any later failure removes them.
+async fn start_node_runtime(
+    id: u64,
+    spec: &LocalSpec,
+    layout: &Layout,
+    tag: &str,
+) -> Result<(node::NodeNet, Vec<String>), Error> {
+    let node_layout = node::NodeLayout::new(layout);
+    let root = node_layout.root.clone();
+    let claim = tokio::task::spawn_blocking(move || host::HostClaim::take(&root))
+        .await
+        .expect("the host claim task does not panic")?;
+    if let Some(teardown) = registry().get_mut(&id) {
+        teardown.host = Some(claim);
+    }
+    (spec.progress)(&format!(
+        "{tag} starting the node's container runtime (node-local: containerd, registry, \
+         bridge; the first run builds the images)"
+    ));
+    let runtime_spec = node_local::RuntimeSpec {
+        state_dir: node_layout.runtime(),
+        cache_root: spec.cache_root.clone(),
+        ready_timeout: spec.ready_timeout,
+    };
+    let runtime = tokio::task::spawn_blocking(move || node_local::NodeRuntime::start(runtime_spec))
+        .await
+        .expect("the node runtime task does not panic")
+        .map_err(|source| Error::Node { source })?;
+    let net = node::NodeNet {
+        gateway: runtime.bridge_gateway(),
+        pod_cidr: runtime.pod_cidr(),
+        cri_endpoint: runtime.cri_endpoint(),
+        cgroup_root: runtime.cgroup_root(),
+        pause_image: runtime.pause_image().0,
+    };
+    let notes = runtime.notes();
+    (spec.progress)(&format!(
+        "{tag} node runtime ready: bridge {} ({}), {}",
+        runtime.bridge(),
+        net.gateway,
+        net.cri_endpoint
+    ));
+    match registry().get_mut(&id) {
+        Some(teardown) => teardown.node = Some(runtime),
+        // Torn down meanwhile (Ctrl-C): dropping the runtime stops it.
+        None => drop(runtime),
+    }
+    Ok((net, notes))
 }
 
 #[cfg(test)]

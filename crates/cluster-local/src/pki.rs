@@ -51,6 +51,38 @@ pub struct Pki {
     pub sa_key_pem: String,
     /// SPKI PEM of its public half.
     pub sa_pub_pem: String,
+    /// The node's identities, when the cluster has one.
+    pub node: Option<NodePki>,
+}
+
+/// Who the node is and where it lives: what its certificates name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeIdentity {
+    /// The Node's name (`sa-replay-node`).
+    pub name: String,
+    /// The node's address: the bridge gateway, where the API server and kubelet listen.
+    pub ip: IpAddr,
+}
+
+/// The certificates of the node's components, all signed by the cluster CA.
+///
+/// Identities follow what the authorizers expect: the kubelet is `system:node:<name>` in
+/// `system:nodes`, which the Node authorizer and the NodeRestriction admission plugin key on
+/// (https://kubernetes.io/docs/reference/access-authn-authz/node/); the scheduler and
+/// kube-proxy are the users `system:kube-scheduler` and `system:kube-proxy`, bound by the
+/// RBAC bootstrap policy (`system:kube-scheduler`, `system:node-proxier`).
+#[derive(Debug, Clone)]
+pub struct NodePki {
+    pub scheduler: CertKey,
+    pub kubelet_client: CertKey,
+    /// The kubelet's serving certificate, so the API server can verify it
+    /// (`--kubelet-certificate-authority`) on `kubectl exec` and `logs`.
+    pub kubelet_serving: CertKey,
+    pub kube_proxy: CertKey,
+    /// The API server's client certificate towards kubelets (`--kubelet-client-certificate`);
+    /// in `system:masters`, as kubeadm made it until v1.29, so the kubelet's webhook
+    /// authorizer allows exec.
+    pub apiserver_kubelet_client: CertKey,
 }
 
 /// File names inside `<state>/pki`.
@@ -61,6 +93,10 @@ pub mod files {
     pub const APISERVER_KEY: &str = "apiserver.key";
     pub const SA_KEY: &str = "sa.key";
     pub const SA_PUB: &str = "sa.pub";
+    pub const KUBELET_CRT: &str = "kubelet.crt";
+    pub const KUBELET_KEY: &str = "kubelet.key";
+    pub const APISERVER_KUBELET_CLIENT_CRT: &str = "apiserver-kubelet-client.crt";
+    pub const APISERVER_KUBELET_CLIENT_KEY: &str = "apiserver-kubelet-client.key";
 }
 
 /// Generates the RSA ServiceAccount key. RSA rather than ECDSA because it is what kubeadm (and
@@ -83,19 +119,31 @@ pub fn generate_sa_key() -> Result<(String, String), Error> {
 }
 
 /// The SANs of the API server certificate: the names above, loopback, and the first IP of the
-/// service range (the `kubernetes` Service's ClusterIP, which in-cluster clients dial).
-pub fn apiserver_sans(service_ip: IpAddr) -> Vec<SanType> {
+/// service range (the `kubernetes` Service's ClusterIP, which in-cluster clients dial), and
+/// the node's address when there is a node (the API server then listens there).
+pub fn apiserver_sans(service_ip: IpAddr, node_ip: Option<IpAddr>) -> Vec<SanType> {
     let mut sans: Vec<SanType> = APISERVER_DNS_NAMES
         .iter()
         .map(|n| SanType::DnsName((*n).try_into().expect("static DNS names are valid")))
         .collect();
     sans.push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
     sans.push(SanType::IpAddress(service_ip));
+    sans.extend(node_ip.map(SanType::IpAddress));
     sans
 }
 
-/// Makes the CA and every certificate; `sa` is the pair from [`generate_sa_key`].
+/// Makes the CA and every certificate of a control plane without a node; `sa` is the pair
+/// from [`generate_sa_key`].
 pub fn generate(service_ip: IpAddr, sa: (String, String)) -> Result<Pki, Error> {
+    generate_for(service_ip, sa, None)
+}
+
+/// Makes the CA and every certificate, the node's too when `node` is given.
+pub fn generate_for(
+    service_ip: IpAddr,
+    sa: (String, String),
+    node: Option<&NodeIdentity>,
+) -> Result<Pki, Error> {
     let rc = |e: rcgen::Error| Error::Pki {
         detail: e.to_string(),
     };
@@ -138,11 +186,44 @@ pub fn generate(service_ip: IpAddr, sa: (String, String)) -> Result<Pki, Error> 
         })
     };
 
+    let node_pki = match node {
+        None => None,
+        Some(node) => {
+            let node_user = format!("system:node:{}", node.name);
+            let client = ExtendedKeyUsagePurpose::ClientAuth;
+            Some(NodePki {
+                scheduler: leaf("system:kube-scheduler", None, vec![], client.clone())?,
+                kubelet_client: leaf(&node_user, Some("system:nodes"), vec![], client.clone())?,
+                kubelet_serving: leaf(
+                    &node_user,
+                    Some("system:nodes"),
+                    vec![
+                        SanType::DnsName(node.name.as_str().try_into().map_err(
+                            |e: rcgen::Error| Error::Pki {
+                                detail: format!("node name {}: {e}", node.name),
+                            },
+                        )?),
+                        SanType::IpAddress(node.ip),
+                        SanType::IpAddress(IpAddr::from([127, 0, 0, 1])),
+                    ],
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                )?,
+                kube_proxy: leaf("system:kube-proxy", None, vec![], client.clone())?,
+                apiserver_kubelet_client: leaf(
+                    "kube-apiserver-kubelet-client",
+                    Some("system:masters"),
+                    vec![],
+                    client,
+                )?,
+            })
+        }
+    };
+
     Ok(Pki {
         apiserver: leaf(
             "kube-apiserver",
             None,
-            apiserver_sans(service_ip),
+            apiserver_sans(service_ip, node.map(|n| n.ip)),
             ExtendedKeyUsagePurpose::ServerAuth,
         )?,
         admin: leaf(
@@ -160,6 +241,7 @@ pub fn generate(service_ip: IpAddr, sa: (String, String)) -> Result<Pki, Error> 
         ca,
         sa_key_pem: sa.0,
         sa_pub_pem: sa.1,
+        node: node_pki,
     })
 }
 
@@ -177,7 +259,7 @@ impl Pki {
     pub fn write(&self, dir: &Path) -> Result<(), Error> {
         use std::os::unix::fs::PermissionsExt;
         fs::create_dir_all(dir).map_err(Error::io(dir))?;
-        let entries = [
+        let mut entries = vec![
             (files::CA_CRT, &self.ca.cert_pem, 0o644),
             (files::CA_KEY, &self.ca.key_pem, 0o600),
             (files::APISERVER_CRT, &self.apiserver.cert_pem, 0o644),
@@ -185,6 +267,22 @@ impl Pki {
             (files::SA_KEY, &self.sa_key_pem, 0o600),
             (files::SA_PUB, &self.sa_pub_pem, 0o644),
         ];
+        if let Some(node) = &self.node {
+            entries.extend([
+                (files::KUBELET_CRT, &node.kubelet_serving.cert_pem, 0o644),
+                (files::KUBELET_KEY, &node.kubelet_serving.key_pem, 0o600),
+                (
+                    files::APISERVER_KUBELET_CLIENT_CRT,
+                    &node.apiserver_kubelet_client.cert_pem,
+                    0o644,
+                ),
+                (
+                    files::APISERVER_KUBELET_CLIENT_KEY,
+                    &node.apiserver_kubelet_client.key_pem,
+                    0o600,
+                ),
+            ]);
+        }
         for (file, text, mode) in entries {
             let path = dir.join(file);
             fs::write(&path, text).map_err(Error::io(&path))?;
@@ -201,7 +299,7 @@ mod tests {
 
     #[test]
     fn the_apiserver_certificate_names_every_way_to_reach_it() {
-        let sans = apiserver_sans("10.96.0.1".parse().unwrap());
+        let sans = apiserver_sans("10.96.0.1".parse().unwrap(), None);
         for name in [
             "localhost",
             "kubernetes",
@@ -234,6 +332,50 @@ mod tests {
             assert!(cert.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
         }
         assert!(!format!("{pki:?}").contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn with_a_node_the_apiserver_certificate_names_the_node_address() {
+        let gateway: IpAddr = "10.244.3.1".parse().unwrap();
+        let sans = apiserver_sans("10.96.0.1".parse().unwrap(), Some(gateway));
+        for ip in ["127.0.0.1", "10.96.0.1", "10.244.3.1"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(sans.contains(&SanType::IpAddress(ip)), "{ip} missing");
+        }
+    }
+
+    #[test]
+    fn a_node_gets_its_identities_and_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let node = NodeIdentity {
+            name: "sa-replay-node".into(),
+            ip: "10.244.3.1".parse().unwrap(),
+        };
+        let pki = generate_for(
+            "10.96.0.1".parse().unwrap(),
+            ("k".into(), "p".into()),
+            Some(&node),
+        )
+        .unwrap();
+        let n = pki.node.as_ref().unwrap();
+        for cert in [
+            &n.scheduler,
+            &n.kubelet_client,
+            &n.kubelet_serving,
+            &n.kube_proxy,
+            &n.apiserver_kubelet_client,
+        ] {
+            assert!(cert.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        pki.write(dir.path()).unwrap();
+        for key in [files::KUBELET_KEY, files::APISERVER_KUBELET_CLIENT_KEY] {
+            let mode = fs::metadata(dir.path().join(key))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{key}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 
-use crate::{flags::Ports, Error};
+use crate::{flags::Ports, node::NodePorts, Error};
 
 /// Ports the caller wants; `None` lets the kernel pick a free one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,6 +57,27 @@ pub fn choose(request: &PortRequest) -> Result<Ports, Error> {
         etcd_peer: ports[1],
         apiserver: ports[2],
         controller_manager: ports[3],
+    })
+}
+
+/// Free loopback ports for the node's components (all distinct from each other; the kernel
+/// does not hand out a port that a held listener, such as the control plane's, has).
+pub fn choose_node() -> Result<NodePorts, Error> {
+    let held: Vec<TcpListener> = (0..5)
+        .map(|_| TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))))
+        .collect::<Result<_, _>>()
+        .map_err(|source| Error::NoFreePort { source })?;
+    let ports: Vec<u16> = held
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<_, _>>()
+        .map_err(|source| Error::NoFreePort { source })?;
+    Ok(NodePorts {
+        scheduler: ports[0],
+        kubelet: ports[1],
+        kubelet_healthz: ports[2],
+        proxy_metrics: ports[3],
+        proxy_healthz: ports[4],
     })
 }
 
