@@ -4,6 +4,10 @@
 //! etcd data, logs, pids) lives in `$SA_REPLAY_CACHE/clusters/local-<minor>/`, and prints the
 //! admin kubeconfig path as the last line of stdout. `down` stops it from that record.
 //! `test` runs the ignored integration tests of `cluster-local` on real clusters.
+//!
+//! `up --node` adds a node (kubelet, kube-proxy, containerd from node-local). Its container
+//! runtime dies with this process, so such a cluster is not detached: `up` stays in the
+//! foreground until Ctrl-C or SIGTERM, which tear it down.
 
 use anyhow::{bail, Context};
 use cluster_local::{LocalCluster, LocalSpec, Record, Stopped};
@@ -66,6 +70,9 @@ impl ClusterUp {
             cluster_local::stop_recorded(&state_dir)?;
         }
 
+        if self.node {
+            return up_with_node(pin, gates);
+        }
         let mut spec = LocalSpec::new(pin);
         spec.feature_gates = gates;
         spec.state_dir = Some(state_dir.clone());
@@ -87,6 +94,34 @@ impl ClusterUp {
         );
         println!("{}", info.kubeconfig.display());
         Ok(())
+    }
+}
+
+/// A cluster with a node, in the foreground: LocalSpec's own Ctrl-C/SIGTERM handler tears it
+/// down and exits.
+fn up_with_node(pin: &'static KubePin, gates: cluster::FeatureGates) -> anyhow::Result<()> {
+    let mut spec = LocalSpec::new(pin);
+    spec.feature_gates = gates;
+    spec.node = Some(cluster_local::NodeSpec::default());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let cluster = runtime
+        .block_on(LocalCluster::start(spec))
+        .with_context(|| format!("starting local {} with a node", pin.version))?;
+    let info = cluster.info();
+    eprintln!(
+        "local {} is up with node {}; state and logs in {}\n  kubectl: {}\n  it stays up \
+         while this command runs: Ctrl-C (or kill -TERM {}) removes it",
+        info.kubernetes,
+        cluster_local::NODE_NAME,
+        cluster.state_dir().display(),
+        info.kubectl.display(),
+        std::process::id()
+    );
+    println!("{}", info.kubeconfig.display());
+    loop {
+        std::thread::park();
     }
 }
 
@@ -116,6 +151,19 @@ impl ClusterDown {
 impl ClusterTest {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        if self.node {
+            // The test builds what it lacks; building first keeps its time limits honest.
+            let pin = KubePin::find("1.29")?;
+            let cache = k8s_binaries::cache_root();
+            cluster_local::ensure_binaries(pin, &cache, |line| eprintln!("{line}"))?;
+            cluster_local::ensure_node_binaries(pin, &cache, |line| eprintln!("{line}"))?;
+            cmd!(
+                sh,
+                "{cargo} test -p cluster-local --test local_node -- --ignored --test-threads=1"
+            )
+            .run()?;
+            return Ok(());
+        }
         // Build (or check) both versions first, so the tests' time limits measure clusters,
         // not a cold Go build.
         for pin in pins::KUBERNETES {

@@ -56,6 +56,10 @@ pub struct ClusterUp {
     /// Feature gates for this cluster: `Name=true,Other=false`.
     #[arg(long)]
     pub feature_gates: Option<String>,
+    /// Give the cluster a node (kubelet, kube-proxy, containerd) so pods run. Needs root;
+    /// the cluster then stays in the foreground until Ctrl-C, which removes it.
+    #[arg(long)]
+    pub node: bool,
 }
 
 #[derive(Debug, Args)]
@@ -90,7 +94,12 @@ pub struct E2e {
 pub struct Ci {}
 
 #[derive(Debug, Args)]
-pub struct ClusterTest {}
+pub struct ClusterTest {
+    /// Run the node test instead (tests/local_node.rs: a pod curls the API server through
+    /// the `kubernetes` Service; root).
+    #[arg(long)]
+    pub node: bool,
+}
 
 #[derive(Debug, Args)]
 pub struct Bench {

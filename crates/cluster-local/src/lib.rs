@@ -319,7 +319,7 @@ impl Teardown {
 }
 
 /// Copies the components' logs, and the node runtime's when there is one.
-fn copy_logs(layout: &Layout, to: &Path) -> std::io::Result<()> {
+pub(crate) fn copy_logs(layout: &Layout, to: &Path) -> std::io::Result<()> {
     copy_dir(&layout.logs(), to)?;
     let runtime_logs = node::NodeLayout::new(layout).runtime_logs();
     if runtime_logs.is_dir() {

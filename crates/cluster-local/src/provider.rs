@@ -1,7 +1,7 @@
 //! The local provider behind `cluster::lifecycle::Cluster`, so `cargo xtask e2e` drives it
 //! exactly like kind: create, suites, export logs, delete (also on failure and Ctrl-C).
 
-use std::{fs, path::Path};
+use std::path::Path;
 
 use cluster::{
     lifecycle::{BoxError, Cluster},
@@ -9,7 +9,7 @@ use cluster::{
 };
 use pins::KubePin;
 
-use crate::{detached_state_dir, Lifetime, LocalCluster, LocalSpec};
+use crate::{detached_state_dir, Lifetime, LocalCluster, LocalSpec, NodeSpec};
 
 /// One local cluster as the lifecycle sees it.
 #[derive(Debug)]
@@ -30,6 +30,17 @@ impl LocalProvider {
             spec.state_dir = Some(detached_state_dir(pin));
         }
         LocalProvider::from_spec(spec)
+    }
+
+    /// Gives the cluster a node (`cargo xtask e2e --node`): pods run, `has_node` is true.
+    /// Needs root. Such a cluster dies with this process, so `--keep` cannot keep it (the
+    /// lifecycle is told so); and there is one node per host at a time, so run clusters with
+    /// a node one lifecycle after another, not side by side.
+    pub fn with_node(mut self) -> LocalProvider {
+        self.spec.node = Some(NodeSpec::default());
+        self.spec.lifetime = Lifetime::Owned;
+        self.spec.state_dir = None;
+        self
     }
 
     /// Any spec. The lifecycle installs its own Ctrl-C handler, so ours is not.
@@ -66,11 +77,7 @@ impl Cluster for LocalProvider {
 
     fn export_logs(&mut self, dir: &Path) -> Result<(), BoxError> {
         if let Some(cluster) = &self.cluster {
-            fs::create_dir_all(dir)?;
-            for entry in fs::read_dir(cluster.logs_dir())? {
-                let entry = entry?;
-                fs::copy(entry.path(), dir.join(entry.file_name()))?;
-            }
+            crate::copy_logs(&crate::Layout::new(cluster.state_dir()), dir)?;
         }
         Ok(())
     }
@@ -121,5 +128,18 @@ mod tests {
             "cargo xtask cluster down --provider local --k8s 1.24"
         );
         assert_eq!(provider.name(), "local-1.24");
+    }
+
+    #[test]
+    fn a_cluster_with_a_node_is_owned_even_when_kept() {
+        let pin = KubePin::find("1.29").unwrap();
+        let provider = LocalProvider::new(pin, FeatureGates::new(), true).with_node();
+        assert!(provider.spec.node.is_some());
+        assert_eq!(provider.spec.lifetime, Lifetime::Owned);
+        assert_eq!(provider.spec.state_dir, None);
+        assert_eq!(
+            provider.how_to_delete(),
+            "nothing to do: its processes stop when the run's process exits"
+        );
     }
 }
