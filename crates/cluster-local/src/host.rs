@@ -104,8 +104,10 @@ impl HostClaim {
     /// Claims the host for a node whose files live in `state_dir`: refuses when another live
     /// run has a node, puts back what a dead one left, refuses foreign `KUBE-*` chains (a
     /// real kube-proxy on this host would fight ours), then records the host as it is.
-    pub fn take(state_dir: &Path) -> Result<HostClaim, Error> {
+    /// Also returns what it did about a dead run, for the progress output.
+    pub fn take(state_dir: &Path) -> Result<(HostClaim, Vec<String>), Error> {
         let _lock = Lock::take()?;
+        let mut notes = Vec::new();
         if let Some(old) = load()? {
             if owner_alive(old.owner_pid, old.owner_start) {
                 return Err(Error::NodeBusy {
@@ -114,7 +116,11 @@ impl HostClaim {
                 });
             }
             // A SIGKILLed run: its processes are gone (PDEATHSIG, node-local's cleanup).
-            restore(&old);
+            notes.push(format!(
+                "put back the host state left by the node of process {} (gone)",
+                old.owner_pid
+            ));
+            notes.extend(restore(&old));
             let _ = fs::remove_file(claim_path());
         }
         let chains = our_chains();
@@ -143,7 +149,7 @@ impl HostClaim {
         let json = serde_json::to_vec_pretty(&claim).expect("claims serialise");
         fs::write(&tmp, json).map_err(Error::io(&tmp))?;
         fs::rename(&tmp, &path).map_err(Error::io(&path))?;
-        Ok(claim)
+        Ok((claim, notes))
     }
 
     /// Puts the host back and drops the claim; returns what could not be put back. Call it

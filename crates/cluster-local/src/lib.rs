@@ -1120,8 +1120,12 @@ async fn start_node_runtime(
     let claim = tokio::task::spawn_blocking(move || host::HostClaim::take(&root))
         .await
         .expect("the host claim task does not panic")?;
+    let (claim, cleaned) = claim;
     if let Some(teardown) = registry().get_mut(&id) {
         teardown.host = Some(claim);
+    }
+    for line in cleaned {
+        (spec.progress)(&format!("{tag} {line}"));
     }
     (spec.progress)(&format!(
         "{tag} starting the node's container runtime (node-local: containerd, registry, \
