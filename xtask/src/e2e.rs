@@ -55,7 +55,10 @@ impl E2e {
         let started = std::time::Instant::now();
         let outcome = match provider {
             Provider::Kind => providers::run_kind(&pins, &gates, &report_dir, &opts, suites)?,
-            Provider::Local => providers::run_local(&pins, &gates, &report_dir, &opts, suites)?,
+            Provider::Local => {
+                let node = self.wants_node();
+                providers::run_local(&pins, &gates, node, &opts, suites)?
+            }
         };
 
         let report = assemble_report(&report_dir, &pins, provider, &gates, &outcome)?;
@@ -89,6 +92,23 @@ impl E2e {
             std::process::exit(code);
         }
         Ok(())
+    }
+}
+
+impl E2e {
+    /// A node runs the page's pod for real (vantage: pod); it needs root for containerd,
+    /// network namespaces and iptables. Without root the replay goes on without one, and the
+    /// report says so on every in-pod row.
+    fn wants_node(&self) -> bool {
+        if self.no_node {
+            return false;
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        if !root {
+            eprintln!("e2e: not root, so the local clusters get no node: pods cannot run (pass --no-node to silence this)");
+        }
+        root
     }
 }
 

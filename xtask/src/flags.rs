@@ -85,6 +85,10 @@ pub struct E2e {
     /// Fail the run on drift too, not only on `fail`.
     #[arg(long)]
     pub strict: bool,
+    /// Local provider: no node (control plane only; in-pod steps replayed from the host).
+    /// By default, as root, each local cluster gets a node so the page's pod really runs.
+    #[arg(long)]
+    pub no_node: bool,
     /// Feature gates, optionally for one version: `1.24:LegacyServiceAccountTokenNoAutoGeneration=false`.
     #[arg(long)]
     pub feature_gates: Vec<String>,

@@ -42,28 +42,56 @@ fn kubectl_for(pin: &'static KubePin) -> anyhow::Result<std::path::PathBuf> {
 }
 
 /// Local clusters, one per pin: binaries built (or found cached) for every version first, so
-/// a build failure starts nothing.
+/// a build failure starts nothing. Without a node the versions run side by side; with one they
+/// run one after the other, because a node owns machine-wide state (kube-proxy's iptables
+/// chains, the kubelet's /var/log/pods, the `kubernetes` Service IP 10.96.0.1).
 pub fn run_local(
     pins: &[&'static KubePin],
     gates: &BTreeMap<&'static str, FeatureGates>,
-    _report_dir: &Path,
+    node: bool,
     opts: &RunOptions,
-    suites: impl FnOnce(&[ClusterInfo]) -> Result<(), Failure>,
+    suites: impl Fn(&[ClusterInfo]) -> Result<(), Failure>,
 ) -> anyhow::Result<Outcome> {
-    ensure_curl()?;
+    if !node {
+        ensure_curl()?;
+    }
     let cache = k8s_binaries::cache_root();
     for &pin in pins {
-        cluster_local::ensure_binaries(pin, &cache, |line| eprintln!("{line}"))
-            .with_context(|| format!("getting the {} binaries", pin.version))?;
+        let progress = |line: &str| eprintln!("{line}");
+        if node {
+            cluster_local::ensure_node_binaries(pin, &cache, progress).map(|_| ())
+        } else {
+            cluster_local::ensure_binaries(pin, &cache, progress).map(|_| ())
+        }
+        .with_context(|| format!("getting the {} binaries", pin.version))?;
     }
-    let clusters = pins.iter().map(|&pin| {
-        LocalProvider::new(
-            pin,
-            gates.get(pin.minor).cloned().unwrap_or_default(),
-            opts.keep,
-        )
-    });
-    Ok(cluster::lifecycle::run(clusters, opts, suites))
+    let provider = |pin: &'static KubePin| {
+        let gates = gates.get(pin.minor).cloned().unwrap_or_default();
+        let local = LocalProvider::new(pin, gates, opts.keep && !node);
+        if node {
+            local.with_node()
+        } else {
+            local
+        }
+    };
+    if !node {
+        return Ok(cluster::lifecycle::run(
+            pins.iter().map(|&p| provider(p)),
+            opts,
+            suites,
+        ));
+    }
+    if opts.keep {
+        eprintln!("e2e: --keep does not apply to clusters with a node: their containerd ends with this run");
+    }
+    let mut all = Outcome::default();
+    for &pin in pins {
+        let outcome = cluster::lifecycle::run([provider(pin)], opts, &suites);
+        all.failures.extend(outcome.failures);
+        all.warnings.extend(outcome.warnings);
+        all.clusters.extend(outcome.clusters);
+    }
+    Ok(all)
 }
 
 /// Without a node the page's in-pod curl lines run on this host, so it needs curl. A fresh
