@@ -16,8 +16,8 @@ use crate::flags::{Bench, BenchTarget};
 
 impl Bench {
     pub fn run(self, _sh: &Shell) -> anyhow::Result<()> {
-        match self.target {
-            BenchTarget::ClusterUp => {}
+        if self.target == BenchTarget::PodRunning {
+            return self.pod_running();
         }
         let pins = self
             .k8s
@@ -70,6 +70,79 @@ impl Bench {
                 spread(&ready),
                 median(&stop).as_secs_f64()
             );
+        }
+        Ok(())
+    }
+}
+
+impl Bench {
+    /// With a node: time to the Node Ready (the start returns then), and on to the page's pod
+    /// Running (its secret volume and image pull included), from cached binaries and images.
+    fn pod_running(&self) -> anyhow::Result<()> {
+        use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+        use kube::{api::PostParams, runtime::wait::await_condition, Api};
+
+        let pins = self
+            .k8s
+            .iter()
+            .map(|m| KubePin::find(m))
+            .collect::<Result<Vec<_>, _>>()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let mut rows = Vec::new();
+        for pin in pins {
+            cluster_local::ensure_node_binaries(pin, &k8s_binaries::cache_root(), |l| {
+                eprintln!("{l}")
+            })?;
+            let (mut ready, mut running) = (Vec::new(), Vec::new());
+            for run in 1..=self.runs {
+                let mut spec = LocalSpec::new(pin);
+                spec.node = Some(cluster_local::NodeSpec::default());
+                spec.progress = |_| {};
+                let started = Instant::now();
+                let cluster = runtime
+                    .block_on(LocalCluster::start(spec))
+                    .with_context(|| format!("run {run} of local {} with a node", pin.version))?;
+                ready.push(started.elapsed());
+                let pod_up = runtime.block_on(async {
+                    let client = cluster.client().await?;
+                    let sa: ServiceAccount = serde_json::from_value(serde_json::json!({
+                        "metadata": {"name": "sa-example"}}))?;
+                    Api::<ServiceAccount>::namespaced(client.clone(), "default")
+                        .create(&PostParams::default(), &sa)
+                        .await?;
+                    let secret: Secret = serde_yaml::from_str(guide::secret_manifest())?;
+                    Api::<Secret>::namespaced(client.clone(), "default")
+                        .create(&PostParams::default(), &secret)
+                        .await?;
+                    let pod: Pod = serde_yaml::from_str(guide::pod_manifest())?;
+                    let pods = Api::<Pod>::namespaced(client, "default");
+                    pods.create(&PostParams::default(), &pod).await?;
+                    let running = kube::runtime::conditions::is_pod_running();
+                    tokio::time::timeout(
+                        Duration::from_secs(180),
+                        await_condition(pods, "sa-pod", running),
+                    )
+                    .await
+                    .context("sa-pod not Running within 3 minutes")??;
+                    anyhow::Ok(started.elapsed())
+                });
+                cluster.stop();
+                running.push(pod_up?);
+                eprintln!(
+                    "{} run {run}: node Ready in {:.1}s, sa-pod Running at {:.1}s",
+                    pin.version,
+                    ready.last().unwrap().as_secs_f64(),
+                    running.last().unwrap().as_secs_f64()
+                );
+            }
+            rows.push((pin.version, ready, running));
+        }
+        println!("| version | up to node Ready (min / median / max) | up to sa-pod Running (min / median / max) |");
+        println!("|---|---|---|");
+        for (version, ready, running) in rows {
+            println!("| {version} | {} | {} |", spread(&ready), spread(&running));
         }
         Ok(())
     }

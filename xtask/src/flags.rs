@@ -124,4 +124,6 @@ pub struct Bench {
 pub enum BenchTarget {
     /// Time from `LocalCluster::start` to a ready cluster, from cached binaries.
     ClusterUp,
+    /// Time from `LocalCluster::start` with a node to the page's sa-pod Running (root).
+    PodRunning,
 }
