@@ -75,11 +75,11 @@ fn runs(md: &mut String, report: &Report) {
             counts.skip,
             gates
         );
-        if !run.notes.is_empty() {
-            let notes: Vec<String> = run.notes.iter().map(|n| prose(n)).collect();
-            let _ = write!(md, "; notes: {}", notes.join("; "));
-        }
         md.push('\n');
+        // One nested bullet per note: a provider's notes can be long (package lists).
+        for note in &run.notes {
+            let _ = writeln!(md, "  - {}", prose(note));
+        }
     }
     md.push('\n');
 }
@@ -258,11 +258,14 @@ mod tests {
     #[test]
     fn runs_show_their_feature_gates_and_notes() {
         let md = to_markdown(&sample_report());
-        assert!(md.contains(
-            "- **v1.29.2 (local)**: 2 holds, 1 drift, 0 fail, 1 skip; feature gates: \
-             `LegacyServiceAccountTokenCleanUp=false`; notes: no node: pod steps run from the host\n"
-        ), "{md}");
-        assert!(md.contains("- **v1.24.17 (local)**: 3 holds, 0 drift, 1 fail, 0 skip; feature gates: none; notes: kubelet runs as a local process\n"), "{md}");
+        assert!(
+            md.contains(
+                "- **v1.29.2 (local)**: 2 holds, 1 drift, 0 fail, 1 skip; feature gates: \
+             `LegacyServiceAccountTokenCleanUp=false`\n  - no node: pod steps run from the host\n"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("- **v1.24.17 (local)**: 3 holds, 0 drift, 1 fail, 0 skip; feature gates: none\n  - kubelet runs as a local process\n"), "{md}");
     }
 
     #[test]
