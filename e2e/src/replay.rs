@@ -121,8 +121,12 @@ async fn replay(info: ClusterInfo) -> anyhow::Result<Run> {
         let step = guide::step(id);
         let row = match tokio::time::timeout(STEP_TIMEOUT, steps::run_step(&mut r, id)).await {
             Ok(Ok(outcome)) => outcome.into_result(step),
-            Ok(Err(e)) => failed(step, format!("{e:#}")),
-            Err(_) => failed(step, format!("did not finish within {STEP_TIMEOUT:?}")),
+            Ok(Err(e)) => failed(step, r.t.info.has_node, format!("{e:#}")),
+            Err(_) => failed(
+                step,
+                r.t.info.has_node,
+                format!("did not finish within {STEP_TIMEOUT:?}"),
+            ),
         };
         eprintln!("[{tag}] {id}: {}", row.status.as_str());
         run.steps.push(row);
@@ -131,11 +135,12 @@ async fn replay(info: ClusterInfo) -> anyhow::Result<Run> {
     Ok(run)
 }
 
-fn failed(step: &guide::Step, error: String) -> StepResult {
-    let vantage = if step.in_pod {
-        Vantage::Host
-    } else {
-        Vantage::Cluster
+/// A step that errored: its row says where it was being replayed from.
+fn failed(step: &guide::Step, has_node: bool, error: String) -> StepResult {
+    let vantage = match (step.in_pod, has_node) {
+        (false, _) => Vantage::Cluster,
+        (true, true) => Vantage::Pod,
+        (true, false) => Vantage::Host,
     };
     StepResult::new(
         step.id,
