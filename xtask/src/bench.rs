@@ -19,14 +19,7 @@ impl Bench {
         if self.target == BenchTarget::PodRunning {
             return self.pod_running();
         }
-        let pins = self
-            .k8s
-            .iter()
-            .map(|m| KubePin::find(m))
-            .collect::<Result<Vec<_>, _>>()?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
+        let (pins, runtime) = self.pins_and_runtime()?;
         let mut rows = Vec::new();
         for pin in pins {
             let cold = if self.cold_build {
@@ -76,12 +69,8 @@ impl Bench {
 }
 
 impl Bench {
-    /// With a node: time to the Node Ready (the start returns then), and on to the page's pod
-    /// Running (its secret volume and image pull included), from cached binaries and images.
-    fn pod_running(&self) -> anyhow::Result<()> {
-        use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
-        use kube::{api::PostParams, runtime::wait::await_condition, Api};
-
+    /// The versions asked for, and a runtime to drive the clusters with.
+    fn pins_and_runtime(&self) -> anyhow::Result<(Vec<&'static KubePin>, tokio::runtime::Runtime)> {
         let pins = self
             .k8s
             .iter()
@@ -90,6 +79,16 @@ impl Bench {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
+        Ok((pins, runtime))
+    }
+
+    /// With a node: time to the Node Ready (the start returns then), and on to the page's pod
+    /// Running (its secret volume and image pull included), from cached binaries and images.
+    fn pod_running(&self) -> anyhow::Result<()> {
+        use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+        use kube::{api::PostParams, runtime::wait::await_condition, Api};
+
+        let (pins, runtime) = self.pins_and_runtime()?;
         let mut rows = Vec::new();
         for pin in pins {
             cluster_local::ensure_node_binaries(pin, &k8s_binaries::cache_root(), |l| {
