@@ -2,7 +2,10 @@
 //! from cached binaries; with `--cold-build`, also how long building the binaries takes with
 //! an empty Go build cache (a throwaway GOCACHE, so the shared one is left warm).
 //!
-//! A benchmark, not a test: it prints numbers and asserts nothing about them.
+//! A benchmark, not a test: it prints numbers and asserts nothing about them. Besides the
+//! seconds, each table gives ratios between figures of the same run (each version against
+//! the first one asked for, a cold build against a cached start), which stay comparable
+//! when the machine is busier or quieter from one run to the next.
 
 use std::time::{Duration, Instant};
 
@@ -52,16 +55,19 @@ impl Bench {
             rows.push((pin.version, cold, ready, stop));
         }
 
-        println!("| version | cold build (empty GOCACHE) | time to ready (min / median / max) | stop (median) |");
-        println!("|---|---|---|---|");
-        for (version, cold, ready, stop) in rows {
-            let cold = cold
-                .map(|d| format!("{:.0}s", d.as_secs_f64()))
-                .unwrap_or_else(|| "not measured (--cold-build)".into());
+        println!("| version | cold build (empty GOCACHE) | time to ready (min / median / max) | ready vs {} | cold build ÷ ready | stop (median) |", rows.first().map_or("", |r| r.0));
+        println!("|---|---|---|---|---|---|");
+        let baseline = rows.first().map(|r| median(&r.2));
+        for (version, cold, ready, stop) in &rows {
+            let (cold, cold_ratio) = match cold {
+                Some(d) => (format!("{:.0}s", d.as_secs_f64()), ratio(*d, median(ready))),
+                None => ("not measured (--cold-build)".into(), "-".into()),
+            };
             println!(
-                "| {version} | {cold} | {} | {:.1}s |",
-                spread(&ready),
-                median(&stop).as_secs_f64()
+                "| {version} | {cold} | {} | {} | {cold_ratio} | {:.1}s |",
+                spread(ready),
+                baseline.map_or("-".into(), |b| ratio(median(ready), b)),
+                median(stop).as_secs_f64()
             );
         }
         Ok(())
@@ -138,10 +144,17 @@ impl Bench {
             }
             rows.push((pin.version, ready, running));
         }
-        println!("| version | up to node Ready (min / median / max) | up to sa-pod Running (min / median / max) |");
-        println!("|---|---|---|");
-        for (version, ready, running) in rows {
-            println!("| {version} | {} | {} |", spread(&ready), spread(&running));
+        println!("| version | up to node Ready (min / median / max) | up to sa-pod Running (min / median / max) | Running ÷ node Ready | Running vs {} |", rows.first().map_or("", |r| r.0));
+        println!("|---|---|---|---|---|");
+        let baseline = rows.first().map(|r| median(&r.2));
+        for (version, ready, running) in &rows {
+            println!(
+                "| {version} | {} | {} | {} | {} |",
+                spread(ready),
+                spread(running),
+                ratio(median(running), median(ready)),
+                baseline.map_or("-".into(), |b| ratio(median(running), b))
+            );
         }
         Ok(())
     }
@@ -168,6 +181,14 @@ fn median(values: &[Duration]) -> Duration {
     let mut sorted = values.to_vec();
     sorted.sort();
     sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+}
+
+/// `a` as a multiple of `b`, both from the same run.
+fn ratio(a: Duration, b: Duration) -> String {
+    if b.is_zero() {
+        return "-".into();
+    }
+    format!("×{:.2}", a.as_secs_f64() / b.as_secs_f64())
 }
 
 fn spread(values: &[Duration]) -> String {
