@@ -627,6 +627,52 @@ fn an_interrupt_during_the_suites_cleans_up_once_and_exits_130() {
     );
 }
 
+#[test]
+fn an_interrupt_stops_the_suites_process_group_before_the_clusters_go() {
+    let fakes = Fakes::new(Behaviour::default());
+    let scratch = tempfile::tempdir().unwrap();
+    let grandchild = scratch.path().join("grandchild.pid");
+    let mut calls_when_stopped = Vec::new();
+    let outcome = run_interruptible(&fakes, prepared(&fakes), |_, interrupt| {
+        // Like `cargo test` and its test binary: a process and the child it waits for.
+        let mut suites = std::process::Command::new("/bin/sh");
+        suites
+            .arg("-c")
+            .arg(r#"sleep 60 & echo $! > "$0.tmp" && mv "$0.tmp" "$0"; wait"#)
+            .arg(&grandchild);
+        let pid_file = grandchild.clone();
+        let signal = thread::spawn(move || {
+            while !pid_file.exists() {
+                thread::sleep(std::time::Duration::from_millis(20));
+            }
+            interrupt.fire();
+        });
+        let status = lifecycle::run_suite_process(&mut suites).unwrap();
+        signal.join().unwrap();
+        calls_when_stopped = fakes.calls();
+        assert!(!status.success(), "{status}");
+        Err(Failure::suites(1, "stopped"))
+    });
+
+    let pid = fs::read_to_string(&grandchild).unwrap();
+    let stat = fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    // Gone, or a zombie waiting for whoever adopted it: not running either way.
+    let state = stat.rsplit(')').next().unwrap_or("").split_whitespace().next();
+    assert!(matches!(state, None | Some("Z")), "{stat}");
+    assert_eq!(outcome.exit_code(), 130);
+    assert_eq!(outcome.failures[0].phase, Phase::Interrupted);
+    // The clusters were deleted by the time the suites' process had ended.
+    assert_eq!(
+        calls_when_stopped[2..],
+        [
+            fakes.export_call("1.24"),
+            fakes.delete_call("1.24"),
+            fakes.export_call("1.29"),
+            fakes.delete_call("1.29"),
+        ]
+    );
+}
+
 /// A kind cluster whose `start` is interrupted, like a Ctrl-C while `kind create` runs.
 struct InterruptedDuringStart {
     inner: KindCluster,

@@ -6,8 +6,10 @@
 //! can use it.
 
 use std::{
+    os::unix::process::CommandExt,
     panic::AssertUnwindSafe,
     path::{Path, PathBuf},
+    process::{Command, ExitStatus},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex, MutexGuard, OnceLock, PoisonError,
@@ -187,6 +189,8 @@ impl Interrupt {
                 "interrupted before the run finished",
             ));
         }
+        // The suites first: they must not go on against clusters being deleted, nor outlive us.
+        suite_process::stop();
         self.0.cleanup();
     }
 
@@ -262,7 +266,13 @@ pub fn run_with<C: Cluster>(
 
     let created_all = infos.len() == shared.entries.len();
     if created_all && !shared.interrupted.load(Ordering::SeqCst) {
-        eprintln!("clusters: all {} up, running the suites", infos.len());
+        match infos.len() {
+            1 => eprintln!(
+                "clusters: {} is up, running the suites",
+                infos[0].kubernetes
+            ),
+            n => eprintln!("clusters: all {n} are up, running the suites"),
+        }
         // A panicking suite must not skip the cleanup; 101 is what a Rust panic exits with.
         match std::panic::catch_unwind(AssertUnwindSafe(|| suites(&infos))) {
             Ok(Ok(())) => {}
@@ -347,6 +357,56 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Runs the suites' command (`cargo test ...`) and waits for it. It gets a process group of its
+/// own, which an interrupt stops (SIGTERM, then SIGKILL) before the clusters are torn down:
+/// otherwise a SIGTERM sent to this process alone (a CI cancel, `timeout`) would leave `cargo
+/// test` and its test binary running against deleted clusters, rewriting the report after
+/// the run has ended.
+pub fn run_suite_process(command: &mut Command) -> std::io::Result<ExitStatus> {
+    let mut child = command.process_group(0).spawn()?;
+    suite_process::started(child.id());
+    let status = child.wait();
+    suite_process::finished();
+    status
+}
+
+/// The one suite process group of a run, for the interrupt to stop.
+mod suite_process {
+    use std::{
+        sync::Mutex,
+        time::{Duration, Instant},
+    };
+
+    use super::lock;
+
+    static GROUP: Mutex<Option<i32>> = Mutex::new(None);
+
+    pub(super) fn started(pid: u32) {
+        *lock(&GROUP) = i32::try_from(pid).ok();
+    }
+
+    pub(super) fn finished() {
+        lock(&GROUP).take();
+    }
+
+    /// SIGTERM to the whole group, SIGKILL to what is left after five seconds.
+    pub(super) fn stop() {
+        let Some(group) = *lock(&GROUP) else {
+            return;
+        };
+        eprintln!("clusters: stopping the suites (process group {group})");
+        // SAFETY: kill has no memory preconditions; a negative pid names a process group.
+        unsafe { libc::kill(-group, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // kill(-group, 0) fails with ESRCH once no process of the group is left.
+        while unsafe { libc::kill(-group, 0) } == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: as above.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+    }
 }
 
 /// The process-wide signal handler: installed once, pointed at the current run.
