@@ -24,13 +24,16 @@ use crate::{
 
 impl E2e {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        let pins = self
-            .k8s
-            .iter()
-            .map(|minor| KubePin::find(minor))
-            .collect::<Result<Vec<_>, _>>()?;
+        let pins = unique_pins(&self.k8s)?;
         let gates = gates_per_minor(&self.feature_gates, &pins)?;
         let provider = choose_provider(self.provider);
+        let node = provider == Provider::Local && self.wants_node();
+        anyhow::ensure!(
+            !(node && self.keep),
+            "--keep cannot keep a local cluster with a node: its containerd, bridge and iptables \
+rules are machine-wide and end with the run. Add --no-node to keep the control planes, or leave \
+--keep out"
+        );
         let report_dir = crate::project_root().join(&self.report_dir);
         prepare_report_dir(&report_dir)?;
 
@@ -55,10 +58,7 @@ impl E2e {
         let started = std::time::Instant::now();
         let outcome = match provider {
             Provider::Kind => providers::run_kind(&pins, &gates, &report_dir, &opts, suites)?,
-            Provider::Local => {
-                let node = self.wants_node();
-                providers::run_local(&pins, &gates, node, &opts, suites)?
-            }
+            Provider::Local => providers::run_local(&pins, &gates, node, &opts, suites)?,
         };
 
         let report = assemble_report(&report_dir, &pins, provider, &gates, &outcome)?;
@@ -110,6 +110,18 @@ impl E2e {
         }
         root
     }
+}
+
+/// The pins for `--k8s`, each once and in the order given (`1.29,v1.29.2` is one cluster).
+fn unique_pins(minors: &[String]) -> anyhow::Result<Vec<&'static KubePin>> {
+    let mut pins: Vec<&'static KubePin> = Vec::new();
+    for minor in minors {
+        let pin = KubePin::find(minor)?;
+        if !pins.contains(&pin) {
+            pins.push(pin);
+        }
+    }
+    Ok(pins)
 }
 
 fn first_nonzero(a: i32, b: i32) -> i32 {
@@ -176,22 +188,39 @@ pub fn gates_per_minor(
     Ok(out)
 }
 
-/// Removes the previous run's report files, so nothing stale is read or uploaded.
+/// Removes the previous run's report, so nothing stale is read, uploaded or taken for this
+/// run's when this one stops before writing its own (an interrupt, a build error).
 fn prepare_report_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for stale in ["runs", "cluster-logs"] {
+    for stale in ["runs", cluster::lifecycle::LOGS_DIR] {
         let path = dir.join(stale);
         if path.exists() {
             std::fs::remove_dir_all(&path)
                 .with_context(|| format!("removing {}", path.display()))?;
         }
     }
+    for stale in [
+        report::JSON_FILE,
+        report::MARKDOWN_FILE,
+        report::JUNIT_FILE,
+        CLUSTERS_FILE,
+    ] {
+        match std::fs::remove_file(dir.join(stale)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", dir.join(stale).display()))
+            }
+            _ => {}
+        }
+    }
     Ok(())
 }
 
+/// What the suites read the clusters from, in the report dir.
+const CLUSTERS_FILE: &str = "clusters.json";
+
 /// Runs the step tests for these clusters: `cargo test -p e2e --test steps -- --ignored v1_29 ...`.
 fn run_suites(cargo: &str, report_dir: &Path, infos: &[ClusterInfo]) -> Result<(), Failure> {
-    let clusters_file = report_dir.join("clusters.json");
+    let clusters_file = report_dir.join(CLUSTERS_FILE);
     cluster::write_clusters(&clusters_file, infos)
         .map_err(|e| Failure::suites(1, format!("writing {}: {e}", clusters_file.display())))?;
     let filters: Vec<String> = infos
@@ -200,7 +229,8 @@ fn run_suites(cargo: &str, report_dir: &Path, infos: &[ClusterInfo]) -> Result<(
         .collect();
     // One thread per cluster: each version's replay runs side by side with the others.
     let threads = infos.len().max(1).to_string();
-    let status = Command::new(cargo)
+    let mut cargo_test = Command::new(cargo);
+    cargo_test
         .args([
             "test",
             "-p",
@@ -215,8 +245,9 @@ fn run_suites(cargo: &str, report_dir: &Path, infos: &[ClusterInfo]) -> Result<(
         .args(&filters)
         .env(cluster::CLUSTERS_ENV, &clusters_file)
         .env(e2e_report_dir_env(), report_dir)
-        .current_dir(crate::project_root())
-        .status()
+        .current_dir(crate::project_root());
+    // In a process group of its own, which an interrupt stops before the clusters go.
+    let status = cluster::lifecycle::run_suite_process(&mut cargo_test)
         .map_err(|e| Failure::suites(1, format!("running cargo test: {e}")))?;
     match status.code() {
         Some(0) => Ok(()),

@@ -4,6 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `--k8s`'s default as it is typed (`1.24,1.29`), so `--help` shows it that way too.
+static DEFAULT_K8S: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| pins::DEFAULT_MINORS.join(","));
+
 #[derive(Debug, Parser)]
 #[command(
     name = "cargo xtask",
@@ -75,7 +79,7 @@ pub struct E2e {
     #[arg(long, value_enum, default_value = "auto")]
     pub provider: ProviderChoice,
     /// Comma-separated Kubernetes minors.
-    #[arg(long = "k8s", value_delimiter = ',', default_values_t = pins::DEFAULT_MINORS.iter().map(|m| m.to_string()).collect::<Vec<_>>())]
+    #[arg(long = "k8s", value_delimiter = ',', default_value = DEFAULT_K8S.as_str())]
     pub k8s: Vec<String>,
     #[arg(long, default_value = "target/e2e-report")]
     pub report_dir: PathBuf,
@@ -110,7 +114,7 @@ pub struct Bench {
     #[arg(value_enum)]
     pub target: BenchTarget,
     /// Comma-separated Kubernetes minors.
-    #[arg(long = "k8s", value_delimiter = ',', default_values_t = pins::DEFAULT_MINORS.iter().map(|m| m.to_string()).collect::<Vec<_>>())]
+    #[arg(long = "k8s", value_delimiter = ',', default_value = DEFAULT_K8S.as_str())]
     pub k8s: Vec<String>,
     /// Clusters started per version.
     #[arg(long, default_value_t = 3)]

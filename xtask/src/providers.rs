@@ -81,9 +81,6 @@ pub fn run_local(
             suites,
         ));
     }
-    if opts.keep {
-        eprintln!("e2e: --keep does not apply to clusters with a node: their containerd ends with this run");
-    }
     let mut all = Outcome::default();
     for &pin in pins {
         let outcome = cluster::lifecycle::run([provider(pin)], opts, &suites);
