@@ -125,7 +125,11 @@ pub enum Error {
         dir: PathBuf,
     },
     /// A file or folder of the cache could not be read or written.
-    #[error("cannot access {}", path.display())]
+    #[error(
+        "cannot access {} (the cache is $SA_REPLAY_CACHE, default ~/.cache/sa-replay: it must be \
+         a folder this user can write)",
+        path.display()
+    )]
     Io {
         /// The path involved.
         path: PathBuf,
@@ -141,6 +145,19 @@ pub enum Error {
     EtcdMissing {
         /// What was tried and how it failed.
         detail: String,
+    },
+    /// The etcd found does not say it is etcd: cut short, corrupt, or another program.
+    #[error(
+        "{} does not run as etcd (`etcd --version` printed {printed:?}); {what_to_do}",
+        path.display()
+    )]
+    EtcdUnusable {
+        /// The program found.
+        path: PathBuf,
+        /// What `--version` printed, stdout and stderr.
+        printed: String,
+        /// Delete the cached copy, or fix the one the user pointed at.
+        what_to_do: String,
     },
     /// The etcd found is older than Kubernetes supports.
     #[error(

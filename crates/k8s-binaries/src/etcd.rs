@@ -82,17 +82,40 @@ pub fn ensure_etcd(cache_root: &Path, progress: &mut dyn FnMut(&str)) -> Result<
 
 /// Runs `etcd --version` and checks it against [`MIN_ETCD`].
 fn checked(path: PathBuf, source: EtcdSource) -> Result<Etcd, Error> {
-    let output = Command::new(&path)
-        .arg("--version")
-        .output()
-        .map_err(|source| Error::Spawn {
-            program: path.display().to_string(),
-            source,
-        })?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let version = parse_version(&text).ok_or_else(|| Error::EtcdTooOld {
+    let unusable = |printed: String| {
+        Error::EtcdUnusable {
+        printed: printed.chars().take(200).collect(),
+        what_to_do: match source {
+            EtcdSource::Cache | EtcdSource::Downloaded => format!(
+                "the cached copy is cut short or corrupt: delete {} and run again to unpack it anew",
+                path.parent().and_then(Path::parent).unwrap_or(&path).display()
+            ),
+            EtcdSource::Env => format!("fix it, or unset {ETCD_ENV}"),
+            EtcdSource::Path => "fix it, or take it off PATH".into(),
+        },
         path: path.clone(),
-        found: text.trim().to_string(),
+    }
+    };
+    let output = match Command::new(&path).arg("--version").output() {
+        Ok(output) => output,
+        // A cached file that cannot even be executed is a broken cache entry, not a missing tool.
+        Err(e) if matches!(source, EtcdSource::Cache | EtcdSource::Downloaded) => {
+            return Err(unusable(format!("nothing: it cannot be run ({e})")))
+        }
+        Err(e) => {
+            return Err(Error::Spawn {
+                program: path.display().to_string(),
+                source: e,
+            })
+        }
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = parse_version(&text).ok_or_else(|| {
+        unusable(format!(
+            "{}{}",
+            text.trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
     })?;
     let numbers: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
     if numbers.len() < 2 || (numbers[0], numbers[1]) < MIN_ETCD {
@@ -193,6 +216,22 @@ fn is_root() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cached_etcd_that_is_not_etcd_says_to_delete_the_cache_entry() {
+        use std::os::unix::fs::PermissionsExt;
+        let cache = tempfile::tempdir().unwrap();
+        let etcd = cached_path(cache.path());
+        fs::create_dir_all(etcd.parent().unwrap()).unwrap();
+        fs::write(&etcd, "#!/bin/sh\necho half an etcd\n").unwrap();
+        fs::set_permissions(&etcd, fs::Permissions::from_mode(0o755)).unwrap();
+        let err = checked(etcd, EtcdSource::Cache).unwrap_err().to_string();
+        let entry = cache.path().join("etcd");
+        assert!(
+            err.contains("half an etcd") && err.contains(&format!("delete {}", entry.display())),
+            "{err}"
+        );
+    }
 
     #[test]
     fn parses_etcd_version_output() {

@@ -125,9 +125,12 @@ pub fn module_dir(pin: &KubePin) -> PathBuf {
 }
 
 /// `$SA_REPLAY_CACHE`, else `$HOME/.cache/sa-replay`, else a folder under the temp dir.
+/// A relative `$SA_REPLAY_CACHE` is taken from the current directory: `go build` runs in the
+/// module's folder, so a relative path handed to it would land somewhere else.
 pub fn cache_root() -> PathBuf {
     if let Some(dir) = std::env::var_os(CACHE_ENV).filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
+        let dir = PathBuf::from(dir);
+        return std::path::absolute(&dir).unwrap_or(dir);
     }
     match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         Some(home) => PathBuf::from(home).join(".cache/sa-replay"),
