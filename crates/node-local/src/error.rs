@@ -78,8 +78,8 @@ pub enum Error {
     #[error("{program} needs {library}, which is not installed; install the Debian package that ships it")]
     MissingLibrary { program: String, library: String },
 
-    /// A cached image no longer has the files its manifest names.
-    #[error("the cached image in {} is incomplete; delete that folder to rebuild it", dir.display())]
+    /// A cached image no longer has the files its manifest names, or they changed.
+    #[error("the cached image in {} is incomplete or corrupt; delete that folder and run again to rebuild it", dir.display())]
     BrokenCache { dir: PathBuf },
 
     /// A JSON file we wrote could not be read back.

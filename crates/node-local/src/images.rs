@@ -109,7 +109,7 @@ impl BuiltImage {
             config: read("config.json")?,
             manifest: read("manifest.json")?,
         };
-        if image.digest() != self.digest {
+        if image.digest() != self.digest || !image.is_intact() {
             return Err(Error::BrokenCache {
                 dir: self.dir.clone(),
             });
@@ -568,6 +568,38 @@ mod tests {
         let out = "\tlibpcre2-8.so.0 => not found\n";
         let err = parse_ldd("nginx", out).unwrap_err();
         assert!(err.to_string().contains("libpcre2-8.so.0"), "{err}");
+    }
+
+    #[test]
+    fn a_cut_short_cached_layer_is_a_broken_cache_not_a_registry_error() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("entry");
+        let mut rootfs = Rootfs::default();
+        nginx_skeleton(&mut rootfs);
+        store(
+            &dir,
+            "library/nginx",
+            "latest",
+            "",
+            &rootfs,
+            &RunConfig::default(),
+        )
+        .unwrap();
+        assert!(cached(&dir, "library/nginx", "latest", "")
+            .unwrap()
+            .is_some());
+
+        let layer = dir.join("layer.tar");
+        let len = fs::metadata(&layer).unwrap().len();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&layer)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+        let err = cached(&dir, "library/nginx", "latest", "").unwrap_err();
+        assert!(matches!(err, Error::BrokenCache { .. }), "{err}");
+        assert!(err.to_string().contains("delete that folder"), "{err}");
     }
 
     #[test]

@@ -205,6 +205,17 @@ impl Image {
     pub fn digest(&self) -> String {
         sha256(&self.manifest)
     }
+
+    /// Whether the config and the layer are the ones the manifest names by digest: a cut
+    /// short or edited blob fails this before a registry refuses it with a bare 400.
+    pub fn is_intact(&self) -> bool {
+        let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&self.manifest) else {
+            return false;
+        };
+        manifest["config"]["digest"] == sha256(&self.config).as_str()
+            && manifest["layers"][0]["digest"] == sha256(&self.layer).as_str()
+            && manifest["layers"].as_array().is_some_and(|l| l.len() == 1)
+    }
 }
 
 #[cfg(test)]
@@ -249,6 +260,10 @@ mod tests {
         assert_eq!(c["rootfs"]["diff_ids"][0], sha256(&image.layer));
         assert_eq!(c["config"]["Cmd"][2], "daemon off;");
         assert_eq!(c["config"]["ExposedPorts"]["80/tcp"], json!({}));
+        assert!(image.is_intact());
+        let mut cut_short = image.clone();
+        cut_short.layer.truncate(cut_short.layer.len() / 2);
+        assert!(!cut_short.is_intact());
         // Deterministic: the same files give the same digest.
         assert_eq!(
             image.digest(),
