@@ -133,7 +133,9 @@ pub enum Error {
     /// Another run of this project has a node on this host: kube-proxy's iptables chains and
     /// the kubelet's `/var/log/pods` are host-wide, so there is one node per host at a time.
     #[error(
-        "process {owner_pid} already runs a local node (state in {}); wait for it, stop it,          or start this cluster without a node",
+        "process {owner_pid} already runs a local node (state in {}): one node per machine at a \
+         time. Wait for it to end, stop it, or run this one without a node (`cargo xtask e2e \
+         --no-node`, or `cargo xtask cluster up` without --node)",
         state_dir.display()
     )]
     NodeBusy {

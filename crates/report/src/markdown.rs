@@ -76,9 +76,10 @@ fn runs(md: &mut String, report: &Report) {
             gates
         );
         md.push('\n');
-        // One nested bullet per note: a provider's notes can be long (package lists).
+        // One nested bullet per note: a provider's notes can be long (package lists), and a
+        // component's error spans lines, which must not end the bullet.
         for note in &run.notes {
-            let _ = writeln!(md, "  - {}", prose(note));
+            let _ = writeln!(md, "  - {}", one_line(note));
         }
     }
     md.push('\n');
@@ -266,6 +267,19 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("- **v1.24.17 (local)**: 3 holds, 0 drift, 1 fail, 0 skip; feature gates: none\n  - kubelet runs as a local process\n"), "{md}");
+    }
+
+    #[test]
+    fn a_note_of_many_lines_stays_one_bullet() {
+        let mut report = sample_report();
+        report.runs[0].notes = vec![
+            "the replay did not run: kube-apiserver said:\n\nE1204 unrecognized feature gate\n# not a heading".into(),
+        ];
+        let md = to_markdown(&report);
+        assert!(
+            md.contains("  - the replay did not run: kube-apiserver said: E1204 unrecognized feature gate # not a heading\n"),
+            "{md}"
+        );
     }
 
     #[test]

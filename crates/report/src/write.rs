@@ -3,6 +3,7 @@
 use std::{
     fmt::Write as _,
     io::Write as _,
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
 };
 
@@ -60,6 +61,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError>
         .suffix(".partial")
         .tempfile_in(dir)
         .map_err(err)?;
+    // tempfile creates 0600; a report is for everyone who can read the folder, like any file
+    // the run writes (tokens in it are redacted).
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644)).map_err(err)?;
     tmp.write_all(bytes).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
@@ -147,6 +151,16 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["report.json"]);
+    }
+
+    #[test]
+    fn report_files_are_readable_like_any_other_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = tokens_everywhere().write(dir.path(), false).unwrap();
+        for path in [&written.json, &written.markdown, &written.junit] {
+            let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o644, "{}", path.display());
+        }
     }
 
     #[test]
