@@ -657,7 +657,12 @@ fn an_interrupt_stops_the_suites_process_group_before_the_clusters_go() {
     let pid = fs::read_to_string(&grandchild).unwrap();
     let stat = fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
     // Gone, or a zombie waiting for whoever adopted it: not running either way.
-    let state = stat.rsplit(')').next().unwrap_or("").split_whitespace().next();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .next();
     assert!(matches!(state, None | Some("Z")), "{stat}");
     assert_eq!(outcome.exit_code(), 130);
     assert_eq!(outcome.failures[0].phase, Phase::Interrupted);
