@@ -41,8 +41,8 @@ fn kubectl_for(pin: &'static KubePin) -> anyhow::Result<std::path::PathBuf> {
     Ok(built.path(Binary::Kubectl).to_path_buf())
 }
 
-/// Local clusters, one per pin: binaries built (or found cached) for every version first, so
-/// a build failure starts nothing. Without a node the versions run side by side; with one they
+/// Local clusters, one per pin: binaries built (or found cached) and feature gates checked
+/// for every version first, so a build failure or a gate unknown to one version starts nothing. Without a node the versions run side by side; with one they
 /// run one after the other, because a node owns machine-wide state (kube-proxy's iptables
 /// chains, the kubelet's /var/log/pods, the `kubernetes` Service IP 10.96.0.1).
 pub fn run_local(
@@ -56,23 +56,28 @@ pub fn run_local(
         ensure_curl()?;
     }
     let cache = k8s_binaries::cache_root();
+    let mut binaries = BTreeMap::new();
     for &pin in pins {
         let progress = |line: &str| eprintln!("{line}");
-        if node {
-            cluster_local::ensure_node_binaries(pin, &cache, progress).map(|_| ())
-        } else {
-            cluster_local::ensure_binaries(pin, &cache, progress).map(|_| ())
-        }
-        .with_context(|| format!("getting the {} binaries", pin.version))?;
+        let control_plane = cluster_local::ensure_binaries(pin, &cache, progress)
+            .with_context(|| format!("getting the {} binaries", pin.version))?;
+        let node_binaries = match node {
+            true => Some(
+                cluster_local::ensure_node_binaries(pin, &cache, progress)
+                    .with_context(|| format!("getting the {} node binaries", pin.version))?,
+            ),
+            false => None,
+        };
+        let gates = gates.get(pin.minor).cloned().unwrap_or_default();
+        cluster_local::check_feature_gates(pin, &control_plane, &gates)?;
+        binaries.insert(pin.minor, (control_plane, node_binaries));
     }
     let provider = |pin: &'static KubePin| {
         let gates = gates.get(pin.minor).cloned().unwrap_or_default();
         let local = LocalProvider::new(pin, gates, opts.keep && !node);
-        if node {
-            local.with_node()
-        } else {
-            local
-        }
+        let local = if node { local.with_node() } else { local };
+        let (control_plane, node_binaries) = binaries[pin.minor].clone();
+        local.with_binaries(control_plane, node_binaries)
     };
     if !node {
         return Ok(cluster::lifecycle::run(

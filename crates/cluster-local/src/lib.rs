@@ -60,6 +60,8 @@ pub struct ControlPlaneBinaries {
     pub kube_apiserver: PathBuf,
     pub kube_controller_manager: PathBuf,
     pub kubectl: PathBuf,
+    /// Which etcd this is, for the report: `etcd 3.4.23 (/path/to/etcd)`.
+    pub etcd_note: String,
 }
 
 /// What to start.
@@ -134,7 +136,7 @@ pub fn ensure_binaries(
     pin: &'static KubePin,
     cache_root: &Path,
     progress: fn(&str),
-) -> Result<(ControlPlaneBinaries, String), Error> {
+) -> Result<ControlPlaneBinaries, Error> {
     let wrap = |source| Error::Binaries {
         version: pin.version.to_string(),
         source: Box::new(source),
@@ -150,16 +152,52 @@ pub fn ensure_binaries(
         progress(&format!("[{}] {line}", pin.version))
     })
     .map_err(wrap)?;
-    let note = format!("etcd {} ({})", etcd.version, etcd.path.display());
-    Ok((
-        ControlPlaneBinaries {
-            etcd: etcd.path,
-            kube_apiserver: built.path(Binary::KubeApiserver).to_path_buf(),
-            kube_controller_manager: built.path(Binary::KubeControllerManager).to_path_buf(),
-            kubectl: built.path(Binary::Kubectl).to_path_buf(),
-        },
-        note,
-    ))
+    Ok(ControlPlaneBinaries {
+        etcd_note: format!("etcd {} ({})", etcd.version, etcd.path.display()),
+        etcd: etcd.path,
+        kube_apiserver: built.path(Binary::KubeApiserver).to_path_buf(),
+        kube_controller_manager: built.path(Binary::KubeControllerManager).to_path_buf(),
+        kubectl: built.path(Binary::Kubectl).to_path_buf(),
+    })
+}
+
+/// Refuses, before anything starts, a feature gate this version's control plane does not
+/// know: `--feature-gates` is parsed (and an unknown gate refused, by component-base's
+/// featuregate.Set) before `--version` prints and exits, so this costs a fraction of a
+/// second, where finding out from a starting cluster costs its start and every cluster
+/// started before it.
+pub fn check_feature_gates(
+    pin: &KubePin,
+    binaries: &ControlPlaneBinaries,
+    gates: &FeatureGates,
+) -> Result<(), Error> {
+    let Some(flag) = flags::feature_gates_flag(gates) else {
+        return Ok(());
+    };
+    for (component, program) in [
+        ("kube-apiserver", &binaries.kube_apiserver),
+        ("kube-controller-manager", &binaries.kube_controller_manager),
+    ] {
+        let output = std::process::Command::new(program)
+            .arg(&flag)
+            .arg("--version")
+            .output()
+            .map_err(|source| Error::Spawn {
+                component: component.into(),
+                program: program.clone(),
+                source,
+            })?;
+        let said = String::from_utf8_lossy(&output.stderr);
+        if let Some(gate) = unknown_gate(&said).filter(|_| !output.status.success()) {
+            return Err(Error::UnknownFeatureGate {
+                component: component.into(),
+                version: pin.version.into(),
+                gate,
+                tail: said.trim().to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Provides kube-scheduler, the kubelet and kube-proxy for a pin, building them on first use.
@@ -412,8 +450,8 @@ impl LocalCluster {
             return Err(Error::NodeNotDetachable);
         }
 
-        let (binaries, etcd_note) = match spec.binaries.clone() {
-            Some(b) => (b, "etcd given by the caller".to_string()),
+        let binaries = match spec.binaries.clone() {
+            Some(b) => b,
             None => {
                 let (pin, cache, progress) = (spec.pin, spec.cache_root.clone(), spec.progress);
                 tokio::task::spawn_blocking(move || ensure_binaries(pin, &cache, progress))
@@ -421,6 +459,7 @@ impl LocalCluster {
                     .expect("the binaries task does not panic")?
             }
         };
+        check_feature_gates(spec.pin, &binaries, &spec.feature_gates)?;
         let node_binaries = match &spec.node {
             None => None,
             Some(NodeSpec {
@@ -686,6 +725,7 @@ impl LocalCluster {
             ));
         }
 
+        let etcd_note = &binaries.etcd_note;
         let mut notes = vec![
             if node_net.is_some() {
                 format!(
@@ -1194,6 +1234,7 @@ mod tests {
                 kube_apiserver: "/bin/false".into(),
                 kube_controller_manager: "/bin/false".into(),
                 kubectl: "/bin/false".into(),
+                etcd_note: "etcd given by the test".into(),
             }),
             ..LocalSpec::new(KubePin::find("1.29").unwrap())
         };

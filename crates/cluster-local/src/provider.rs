@@ -9,7 +9,10 @@ use cluster::{
 };
 use pins::KubePin;
 
-use crate::{detached_state_dir, Lifetime, LocalCluster, LocalSpec, NodeSpec};
+use crate::{
+    detached_state_dir, ControlPlaneBinaries, Lifetime, LocalCluster, LocalSpec, NodeBinaries,
+    NodeSpec,
+};
 
 /// One local cluster as the lifecycle sees it.
 #[derive(Debug)]
@@ -40,6 +43,20 @@ impl LocalProvider {
         self.spec.node = Some(NodeSpec::default());
         self.spec.lifetime = Lifetime::Owned;
         self.spec.state_dir = None;
+        self
+    }
+
+    /// Binaries the caller already has (built or checked before any cluster of the run
+    /// starts), so the start does not look for them again.
+    pub fn with_binaries(
+        mut self,
+        control_plane: ControlPlaneBinaries,
+        node: Option<NodeBinaries>,
+    ) -> LocalProvider {
+        self.spec.binaries = Some(control_plane);
+        if let (Some(spec), Some(node)) = (self.spec.node.as_mut(), node) {
+            spec.binaries = Some(node);
+        }
         self
     }
 

@@ -238,6 +238,7 @@ fn fake_binaries() -> ControlPlaneBinaries {
         kube_apiserver: "/bin/false".into(),
         kube_controller_manager: "/bin/false".into(),
         kubectl: "/bin/false".into(),
+        etcd_note: "etcd given by the test".into(),
     }
 }
 
