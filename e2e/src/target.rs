@@ -1,9 +1,48 @@
 //! The cluster under test: its record from the provider, a kube-rs client and a scratch dir.
 
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::PathBuf,
+    sync::{Mutex, OnceLock, PoisonError},
+};
+
 use anyhow::Context;
 use cluster::ClusterInfo;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use pins::KubePin;
+
+/// The scratch folders of this process. A killed process runs no destructors, and the
+/// lifecycle stops the suites with SIGTERM when a run is interrupted: a handler removes
+/// them, so no host copy of a token stays in the temp dir.
+static SCRATCH: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// A fresh owner-only folder under the temp dir, removed on drop and on SIGTERM/SIGINT/SIGHUP.
+fn scratch_dir() -> anyhow::Result<tempfile::TempDir> {
+    static HANDLER: OnceLock<()> = OnceLock::new();
+    HANDLER.get_or_init(|| {
+        let installed = ctrlc::set_handler(|| {
+            let dirs = SCRATCH.lock().unwrap_or_else(PoisonError::into_inner);
+            for dir in dirs.iter() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            // 128 + SIGTERM, as a shell reports a process ended by it.
+            std::process::exit(143);
+        });
+        if let Err(e) = installed {
+            eprintln!("e2e: warning: an interrupt will leave the scratch folders behind: {e}");
+        }
+    });
+    let dir = tempfile::Builder::new()
+        .prefix("sa-replay-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .context("creating a scratch folder in the temp dir")?;
+    SCRATCH
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(dir.path().to_path_buf());
+    Ok(dir)
+}
 
 /// A cluster the replay runs against.
 pub struct Target {
@@ -31,7 +70,7 @@ impl Target {
             .trim_end_matches('/')
             .to_string();
         let client = kube::Client::try_from(config).context("building a kube client")?;
-        let workdir = tempfile::Builder::new().prefix("sa-replay-").tempdir()?;
+        let workdir = scratch_dir()?;
         Ok(Target {
             info,
             pin,

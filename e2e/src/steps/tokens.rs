@@ -1,6 +1,6 @@
 //! The page's notes: how long tokens live, and what revokes them.
 
-use std::{os::unix::fs::PermissionsExt, time::Duration};
+use std::{io::Write as _, os::unix::fs::OpenOptionsExt, time::Duration};
 
 use anyhow::Context;
 use k8s_openapi::api::{
@@ -31,8 +31,14 @@ const REVOCATION_TIMEOUT: Duration = Duration::from_secs(expect::TOKEN_CACHE_TTL
 /// it never appears in a command line.
 async fn host_curl(r: &Replay, token: &Token) -> anyhow::Result<Curl> {
     let header = r.t.workdir.path().join("authorization");
-    std::fs::write(&header, format!("Authorization: Bearer {}", token.expose()))?;
-    std::fs::set_permissions(&header, std::fs::Permissions::from_mode(0o600))?;
+    // Owner-only from its creation, not chmod-ed after the token is in it.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&header)?
+        .write_all(format!("Authorization: Bearer {}", token.expose()).as_bytes())?;
     let place = Place::Host {
         secret_dir: r.host_secret_dir(),
     };
