@@ -30,9 +30,9 @@ impl E2e {
         let node = provider == Provider::Local && self.wants_node();
         anyhow::ensure!(
             !(node && self.keep),
-            "--keep cannot keep a local cluster with a node: its containerd, bridge and iptables \
-rules are machine-wide and end with the run. Add --no-node to keep the control planes, or leave \
---keep out"
+            "--keep cannot keep a local cluster with a node: its containerd, bridge and \
+             iptables rules are machine-wide and end with the run. Add --no-node to keep the \
+             control planes, or leave --keep out"
         );
         let report_dir = crate::project_root().join(&self.report_dir);
         prepare_report_dir(&report_dir)?;

@@ -42,8 +42,8 @@ fn kubectl_for(pin: &'static KubePin) -> anyhow::Result<std::path::PathBuf> {
 }
 
 /// Local clusters, one per pin: binaries built (or found cached) and feature gates checked
-/// for every version first, so a build failure or a gate unknown to one version starts nothing. Without a node the versions run side by side; with one they
-/// run one after the other, because a node owns machine-wide state (kube-proxy's iptables
+/// for every version first, so a build failure or a gate unknown to one version starts
+/// nothing. Without a node the versions run side by side; with one they run one after the other, because a node owns machine-wide state (kube-proxy's iptables
 /// chains, the kubelet's /var/log/pods, the `kubernetes` Service IP 10.96.0.1).
 pub fn run_local(
     pins: &[&'static KubePin],
@@ -56,27 +56,29 @@ pub fn run_local(
         ensure_curl()?;
     }
     let cache = k8s_binaries::cache_root();
-    let mut binaries = BTreeMap::new();
+    let mut prepared = BTreeMap::new();
     for &pin in pins {
         let progress = |line: &str| eprintln!("{line}");
         let control_plane = cluster_local::ensure_binaries(pin, &cache, progress)
             .with_context(|| format!("getting the {} binaries", pin.version))?;
-        let node_binaries = match node {
-            true => Some(
+        let node_binaries = if node {
+            Some(
                 cluster_local::ensure_node_binaries(pin, &cache, progress)
                     .with_context(|| format!("getting the {} node binaries", pin.version))?,
-            ),
-            false => None,
+            )
+        } else {
+            None
         };
         let gates = gates.get(pin.minor).cloned().unwrap_or_default();
+        // Every version's gates before any cluster starts (each start checks its own again,
+        // for `cluster up`; a check is one `--version` call).
         cluster_local::check_feature_gates(pin, &control_plane, &gates)?;
-        binaries.insert(pin.minor, (control_plane, node_binaries));
+        prepared.insert(pin.minor, (gates, control_plane, node_binaries));
     }
     let provider = |pin: &'static KubePin| {
-        let gates = gates.get(pin.minor).cloned().unwrap_or_default();
+        let (gates, control_plane, node_binaries) = prepared[pin.minor].clone();
         let local = LocalProvider::new(pin, gates, opts.keep && !node);
         let local = if node { local.with_node() } else { local };
-        let (control_plane, node_binaries) = binaries[pin.minor].clone();
         local.with_binaries(control_plane, node_binaries)
     };
     if !node {

@@ -82,19 +82,20 @@ pub fn ensure_etcd(cache_root: &Path, progress: &mut dyn FnMut(&str)) -> Result<
 
 /// Runs `etcd --version` and checks it against [`MIN_ETCD`].
 fn checked(path: PathBuf, source: EtcdSource) -> Result<Etcd, Error> {
-    let unusable = |printed: String| {
-        Error::EtcdUnusable {
-        printed: printed.chars().take(200).collect(),
-        what_to_do: match source {
-            EtcdSource::Cache | EtcdSource::Downloaded => format!(
-                "the cached copy is cut short or corrupt: delete {} and run again to unpack it anew",
-                path.parent().and_then(Path::parent).unwrap_or(&path).display()
-            ),
-            EtcdSource::Env => format!("fix it, or unset {ETCD_ENV}"),
-            EtcdSource::Path => "fix it, or take it off PATH".into(),
-        },
+    // The cache entry is the `etcd` folder above `bin/etcd`.
+    let entry = path.parent().and_then(Path::parent).unwrap_or(&path);
+    let what_to_do = match source {
+        EtcdSource::Cache | EtcdSource::Downloaded => format!(
+            "the cached copy is cut short or corrupt: delete {} and run again to unpack it anew",
+            entry.display()
+        ),
+        EtcdSource::Env => format!("fix it, or unset {ETCD_ENV}"),
+        EtcdSource::Path => "fix it, or take it off PATH".into(),
+    };
+    let unusable = |printed: String| Error::EtcdUnusable {
         path: path.clone(),
-    }
+        printed: printed.chars().take(200).collect(),
+        what_to_do: what_to_do.clone(),
     };
     let output = match Command::new(&path).arg("--version").output() {
         Ok(output) => output,
