@@ -115,11 +115,24 @@ mod tests {
         );
     }
 
+    /// A free port below the kernel's ephemeral range: a port the kernel picked for a
+    /// listener and freed again can be handed to another test's `bind(0)` in between.
+    fn free_port_outside_the_ephemeral_range() -> u16 {
+        let range =
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+        let first_ephemeral: u16 = range
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(32768);
+        (20000..first_ephemeral)
+            .find(|&port| TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok())
+            .expect("a free port below the ephemeral range")
+    }
+
     #[test]
     fn an_explicit_free_port_is_kept() {
-        let free = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = free.local_addr().unwrap().port();
-        drop(free);
+        let port = free_port_outside_the_ephemeral_range();
         let ports = choose(&PortRequest {
             etcd_client: Some(port),
             ..PortRequest::default()
